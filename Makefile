@@ -1,0 +1,29 @@
+# Two commands on a fresh machine: `make run` serves the API, `make test` runs the suite.
+# Both create the virtualenv and install from the requirements files first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint migrate clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required" if sys.version_info < (3, 11) else 0)'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+run: $(STAMP)
+	$(PY) -m cities serve
+
+migrate: $(STAMP)
+	$(PY) -m cities migrate
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+test: lint
+	$(PY) -m pytest --cov --cov-report=term
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage

@@ -1,0 +1,46 @@
+"""cities: a Postgres-backed CRUD API for Lambda, built as a Flask app factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from . import config
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app from the environment (`.env` included), then `test_config` on top.
+
+    Nothing here touches the network or the database: this runs during Lambda's init phase.
+    """
+    config.load_dotenv_if_present()
+    app = Flask(__name__)
+    app.config.from_mapping(config.from_env())
+    if test_config is not None:
+        app.config.from_mapping(test_config)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False
+    app.url_map.merge_slashes = False
+
+    log = logging.getLogger("cities")
+    log.setLevel(app.config["LOG_LEVEL"])
+    if not app.config["DATABASE_URL"]:
+        log.warning(
+            "DATABASE_URL is not set: requests that need the database will answer 503 "
+            "until it is configured"
+        )
+
+    from . import city_api, db, errors, meta_api
+    from .gateway import GatewayPaths
+
+    db.init_app(app)
+    errors.init_app(app)
+    app.register_blueprint(city_api.bp)
+    app.register_blueprint(meta_api.bp)
+    app.wsgi_app = GatewayPaths(app.wsgi_app)
+    return app

@@ -1,0 +1,73 @@
+"""Configuration read from the environment (and `.env` for local runs).
+
+Reading configuration must never crash the import of the Lambda handler: a missing or malformed
+value is logged and the affected requests answer with a JSON error instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("cities")
+
+DEFAULT_CONNECT_TIMEOUT = 5
+DEFAULT_LOG_LEVEL = "INFO"
+
+
+def load_dotenv_if_present(path: Path | None = None) -> bool:
+    """Load `.env` from the working directory without overriding the real environment.
+
+    python-dotenv is imported only when the file exists, so Lambda (which has no `.env`) never
+    pays for the import at cold start.
+    """
+    path = path or Path.cwd() / ".env"
+    if not path.is_file():
+        return False
+    from dotenv import load_dotenv
+
+    return load_dotenv(path, override=False)
+
+
+def parse_api_keys(raw: str | None) -> tuple[str, ...]:
+    """Comma-separated keys, so a new key can be added before the old one is removed."""
+    if not raw:
+        return ()
+    return tuple(key.strip() for key in raw.split(",") if key.strip())
+
+
+def parse_connect_timeout(raw: str | None) -> int:
+    if raw is None or raw.strip() == "":
+        return DEFAULT_CONNECT_TIMEOUT
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        log.warning(
+            "DB_CONNECT_TIMEOUT=%r is not a positive whole number of seconds; using %d",
+            raw,
+            DEFAULT_CONNECT_TIMEOUT,
+        )
+        return DEFAULT_CONNECT_TIMEOUT
+    return value
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Flask config keys built from environment variables."""
+    env = os.environ if environ is None else environ
+    return {
+        "DATABASE_URL": env.get("DATABASE_URL") or None,
+        "MIGRATIONS_DATABASE_URL": env.get("MIGRATIONS_DATABASE_URL") or None,
+        "API_KEYS": parse_api_keys(env.get("API_KEYS")),
+        "DB_CONNECT_TIMEOUT": parse_connect_timeout(env.get("DB_CONNECT_TIMEOUT")),
+        "LOG_LEVEL": (env.get("LOG_LEVEL") or DEFAULT_LOG_LEVEL).upper(),
+    }
+
+
+def migrations_url(config: Mapping[str, Any]) -> str | None:
+    """Migrations prefer the direct endpoint: poolers break session-level advisory locks."""
+    return config.get("MIGRATIONS_DATABASE_URL") or config.get("DATABASE_URL")

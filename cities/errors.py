@@ -1,0 +1,157 @@
+"""Every failure becomes the one JSON error shape; nothing else ever reaches a client.
+
+`{"error": {"code": ..., "message": ..., "details": [...]}}`. Messages are written here, never
+copied from an exception: driver errors can carry SQL, host names or parts of a connection string.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import psycopg2
+from flask import Flask, Response, jsonify
+from psycopg2 import errors as pgerrors
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("cities")
+
+RETRY_AFTER_SECONDS = "5"
+
+# Status codes the API answers with, and the `code` each one carries.
+CODES: dict[int, str] = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+MESSAGES: dict[int, str] = {
+    400: "The request could not be understood.",
+    401: "A valid API key is required.",
+    404: "No resource at this URL.",
+    405: "This method is not allowed at this URL.",
+    409: "The request conflicts with the current state of the resource.",
+    413: "The request body is larger than 64 KiB.",
+    415: "The request body must be JSON (Content-Type: application/json).",
+    422: "The request is well-formed but its content is invalid.",
+    500: "An internal error occurred.",
+    503: "The service is temporarily unavailable; retry shortly.",
+}
+
+SCHEMA_MISSING = (
+    "The database schema is missing or out of date: run the migrate function "
+    "(`serverless invoke -f migrate`, or `make migrate` locally)."
+)
+
+
+class ApiError(Exception):
+    """An error the API answers on purpose, with a status and a client-safe message."""
+
+    status = 500
+
+    def __init__(
+        self,
+        message: str | None = None,
+        details: Iterable[Mapping[str, Any]] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.message = message or MESSAGES[self.status]
+        self.details = list(details)
+        self.headers = dict(headers or {})
+        super().__init__(self.message)
+
+
+class BadRequest(ApiError):
+    status = 400
+
+
+class Unauthorized(ApiError):
+    status = 401
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="cities"'})
+
+
+class NotFound(ApiError):
+    status = 404
+
+
+class Conflict(ApiError):
+    status = 409
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+
+
+class ValidationFailed(ApiError):
+    status = 422
+
+
+class ServiceUnavailable(ApiError):
+    status = 503
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
+def error_response(
+    status: int,
+    message: str,
+    details: Iterable[Mapping[str, Any]] = (),
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    code = CODES.get(status) or ("internal_error" if status >= 500 else "bad_request")
+    response = jsonify({"error": {"code": code, "message": message, "details": list(details)}})
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def handle_api_error(error: ApiError) -> Response:
+    return error_response(error.status, error.message, error.details, error.headers)
+
+
+def handle_http_exception(error: HTTPException) -> Response:
+    """Werkzeug's own errors (routing, 413, ...) keep their status and headers such as `Allow`."""
+    status = error.code or 500
+    headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+    message = MESSAGES.get(status)
+    if status == 405 and "Allow" in headers:
+        message = f"This method is not allowed at this URL; allowed: {headers['Allow']}."
+    if message is None:
+        message = "The request could not be processed." if status < 500 else MESSAGES[500]
+    return error_response(status, message, headers=headers)
+
+
+def handle_database_error(error: psycopg2.Error) -> Response:
+    """Map driver errors to 503 (retryable) or 500, logging what the client must not see."""
+    if isinstance(error, pgerrors.UndefinedTable | pgerrors.UndefinedColumn):
+        log.error("database schema missing (%s): run the migrate function", type(error).__name__)
+        return handle_api_error(ServiceUnavailable(SCHEMA_MISSING))
+    if isinstance(error, psycopg2.OperationalError | psycopg2.InterfaceError):
+        log.warning("database unavailable: %s", type(error).__name__)
+        return handle_api_error(ServiceUnavailable("The database is unavailable; retry shortly."))
+    log.error("database error %s (SQLSTATE %s)", type(error).__name__, error.pgcode)
+    return error_response(500, MESSAGES[500])
+
+
+def handle_unexpected(error: Exception) -> Response:
+    log.exception("unhandled error: %s", type(error).__name__)
+    return error_response(500, MESSAGES[500])
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(ApiError, handle_api_error)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(psycopg2.Error, handle_database_error)
+    app.register_error_handler(Exception, handle_unexpected)

@@ -1,0 +1,50 @@
+"""Make URLs the API generates match what the client called, behind every Lambda front door.
+
+serverless-wsgi derives SCRIPT_NAME from the Host header: any `*.amazonaws.com` host gets
+`/<stage>`. That is right for a REST API (`/dev/cities`), but wrong for an HTTP API on its
+`$default` stage (no prefix: serverless-wsgi would produce `/$default/cities`) and for an ALB
+(whose events have no stage at all). An HTTP API on a named stage keeps the stage in `rawPath`,
+so it is moved from PATH_INFO to SCRIPT_NAME. `API_GATEWAY_BASE_PATH` (a custom domain's base
+path mapping) is applied by serverless-wsgi itself and left alone here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def script_name_for(event: dict[str, Any], path_info: str) -> tuple[str, str] | None:
+    """(SCRIPT_NAME, PATH_INFO) correcting serverless-wsgi's guess, or None to keep it."""
+    if os.environ.get("API_GATEWAY_BASE_PATH"):
+        return None
+    context = event.get("requestContext") or {}
+    if context.get("elb"):
+        return "", path_info
+    if event.get("version") != "2.0":
+        return None  # REST API: `path` excludes the stage, which serverless-wsgi adds back.
+    stage = context.get("stage") or "$default"
+    if stage == "$default":
+        return "", path_info
+    prefix = f"/{stage}"
+    if path_info == prefix or path_info.startswith(prefix + "/"):
+        return prefix, path_info[len(prefix) :] or "/"
+    return "", path_info
+
+
+class GatewayPaths:
+    """WSGI middleware applying `script_name_for` to requests that came through Lambda."""
+
+    def __init__(self, app: WSGIApp) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        event = environ.get("serverless.event")
+        if isinstance(event, dict):
+            fixed = script_name_for(event, environ.get("PATH_INFO", ""))
+            if fixed is not None:
+                environ["SCRIPT_NAME"], environ["PATH_INFO"] = fixed
+        return self.app(environ, start_response)

@@ -1,0 +1,28 @@
+"""Operational routes: a health check that proves the database answers, and the API's own spec."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from . import migrate
+from .db import get_db
+from .errors import SCHEMA_MISSING, ServiceUnavailable
+
+bp = Blueprint("meta", __name__)
+
+
+@bp.get("/health")
+def health() -> Response:
+    """200 only when the database answers and its schema is at least as new as this code."""
+    version = migrate.current_version(get_db())
+    expected = migrate.latest_version()
+    if version < expected:
+        raise ServiceUnavailable(SCHEMA_MISSING)
+    return jsonify({"status": "ok", "database": "ok", "schema_version": version})
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    from .openapi import document
+
+    return jsonify(document())

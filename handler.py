@@ -1,0 +1,32 @@
+"""AWS Lambda entry points. Kept thin: the app lives in the `cities` package.
+
+`api` serves HTTP through serverless-wsgi (HTTP API, REST API, Function URL and ALB events);
+`migrate` applies schema migrations at deploy time. Importing this module builds the app but
+opens no connection, so init stays fast and survives missing configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import serverless_wsgi
+
+from cities import config, create_app
+from cities.migrate import migrate as apply_migrations
+
+app = create_app()
+
+
+def api(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return serverless_wsgi.handle_request(app, event, context)
+
+
+def migrate(event: dict[str, Any] | None = None, context: Any = None) -> dict[str, Any]:
+    """Apply pending migrations; raising makes the invocation (and so the deploy) fail."""
+    url = config.migrations_url(app.config)
+    if not url:
+        raise RuntimeError("Set MIGRATIONS_DATABASE_URL or DATABASE_URL to run migrations.")
+    result = apply_migrations(url, connect_timeout=app.config["DB_CONNECT_TIMEOUT"])
+    logging.getLogger("cities").info("migrations: %s", result)
+    return result

@@ -1,0 +1,151 @@
+"""Shared fixtures: a real PostgreSQL, a migrated database, and the Lambda handler wired to it.
+
+With TEST_DATABASE_URL the suite uses that server; otherwise it starts its own throwaway
+PostgreSQL 16 from the pgserver wheel. Either way every database the suite touches is one it
+created (and drops), so it never writes to an existing database.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg2
+import pytest
+from psycopg2.extensions import make_dsn
+
+from cities.migrate import migrate
+from tests.lambda_events import Client
+
+# The handler reads its configuration at import: pin every setting so a developer's `.env` or
+# shell cannot leak into the suite (python-dotenv never overrides variables already set).
+for _name in ("API_KEYS", "MIGRATIONS_DATABASE_URL", "API_GATEWAY_BASE_PATH", "STRIP_STAGE_PATH"):
+    os.environ[_name] = ""
+os.environ["DB_CONNECT_TIMEOUT"] = "3"
+os.environ["LOG_LEVEL"] = "INFO"
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A PostgreSQL server the suite may create databases on."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        return url
+    from cities import embedded
+
+    return embedded.start(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+
+
+class Databases:
+    """Creates scratch databases on the test server and drops them afterwards."""
+
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+        self.names: list[str] = []
+
+    def _admin(self, sql: str) -> None:
+        conn = psycopg2.connect(self.server_url)
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(sql)
+        finally:
+            conn.close()
+
+    def create(self) -> str:
+        name = f"cities_test_{uuid.uuid4().hex[:12]}"
+        self._admin(f'CREATE DATABASE "{name}"')
+        self.names.append(name)
+        return make_dsn(self.server_url, dbname=name)
+
+    def drop_all(self) -> None:
+        for name in self.names:
+            self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def databases(server_url: str) -> Iterator[Databases]:
+    dbs = Databases(server_url)
+    yield dbs
+    dbs.drop_all()
+
+
+@pytest.fixture(scope="session")
+def database_url(databases: Databases) -> str:
+    """The suite's main database, migrated once."""
+    url = databases.create()
+    migrate(url)
+    return url
+
+
+@pytest.fixture
+def empty_database_url(databases: Databases) -> str:
+    """A database with no schema at all, for migration tests."""
+    return databases.create()
+
+
+@pytest.fixture
+def sql(database_url: str) -> Iterator[Any]:
+    """Run SQL on the main database from a test (autocommit); starts every test on an empty table."""
+    conn = psycopg2.connect(database_url)
+    conn.autocommit = True
+
+    def run(query: str, params: Any = None) -> list[tuple]:
+        with conn.cursor() as cur:
+            cur.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+    run("TRUNCATE city RESTART IDENTITY")
+    yield run
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def handler_module(database_url: str) -> Any:
+    """`handler`, imported as Lambda would, with DATABASE_URL pointing at the test database."""
+    os.environ["DATABASE_URL"] = database_url
+    import handler
+
+    return importlib.reload(handler)
+
+
+@pytest.fixture
+def app(handler_module: Any, sql: Any) -> Any:
+    return handler_module.app
+
+
+@pytest.fixture
+def client(handler_module: Any, sql: Any) -> Client:
+    """Talks to `handler.api` through API Gateway HTTP API events, on an empty `city` table."""
+    return Client(handler_module.api)
+
+
+@pytest.fixture
+def city(client: Client) -> dict:
+    reply = client.post("/cities", {"name": "Springfield", "state": "Illinois"})
+    assert reply.status == 201
+    return reply.json
+
+
+def open_connections(database_url: str, application_name: str = "cities") -> int:
+    """Backends the API holds open, as the server sees them (waiting briefly for exits)."""
+    conn = psycopg2.connect(database_url)
+    conn.autocommit = True
+    try:
+        deadline = time.monotonic() + 3
+        while True:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                    (application_name,),
+                )
+                count = cur.fetchone()[0]
+            if count == 0 or time.monotonic() > deadline:
+                return count
+            time.sleep(0.05)
+    finally:
+        conn.close()
