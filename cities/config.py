@@ -16,6 +16,10 @@ log = logging.getLogger("cities")
 
 DEFAULT_CONNECT_TIMEOUT = 5
 DEFAULT_LOG_LEVEL = "INFO"
+# Below the usual idle cut-offs between Lambda and a hosted Postgres (NAT gateways drop idle flows
+# after 350 s, poolers and serverless computes suspend after a few minutes).
+DEFAULT_CONNECTION_MAX_IDLE = 60.0
+_TRUE = frozenset({"1", "true", "yes", "on"})
 
 
 def load_dotenv_if_present(path: Path | None = None) -> bool:
@@ -56,6 +60,25 @@ def parse_connect_timeout(raw: str | None) -> int:
     return value
 
 
+def parse_flag(raw: str | None) -> bool:
+    """An on/off setting: `1`, `true`, `yes`, `on` (any case) mean on; anything else off."""
+    return (raw or "").strip().lower() in _TRUE
+
+
+def parse_seconds(raw: str | None, default: float) -> float:
+    """A positive number of seconds; a bad value is logged and replaced by `default`."""
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        log.warning("%r is not a positive number of seconds; using %s", raw, default)
+        return default
+    return value
+
+
 def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Flask config keys built from environment variables."""
     env = os.environ if environ is None else environ
@@ -65,6 +88,11 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "API_KEYS": parse_api_keys(env.get("API_KEYS")),
         "DB_CONNECT_TIMEOUT": parse_connect_timeout(env.get("DB_CONNECT_TIMEOUT")),
         "LOG_LEVEL": (env.get("LOG_LEVEL") or DEFAULT_LOG_LEVEL).upper(),
+        # Opt-in: keep one connection per warm container (see cities.db). Off by default.
+        "DB_CONNECTION_REUSE": parse_flag(env.get("DB_CONNECTION_REUSE")),
+        "DB_CONNECTION_MAX_IDLE": parse_seconds(
+            env.get("DB_CONNECTION_MAX_IDLE"), DEFAULT_CONNECTION_MAX_IDLE
+        ),
     }
 
 
