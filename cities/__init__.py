@@ -19,7 +19,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     Nothing here touches the network or the database: this runs during Lambda's init phase.
     """
     config.load_dotenv_if_present()
-    app = Flask(__name__)
+    from .routing import LazyBuildRule
+
+    app = Flask(__name__, static_folder=None)  # an API: no /static route to build or match
+    app.url_rule_class = LazyBuildRule  # URL builders compile on first use, not at cold start
     app.config.from_mapping(config.from_env())
     if test_config is not None:
         app.config.from_mapping(test_config)
