@@ -23,6 +23,14 @@ ORDERINGS: dict[str, tuple[str, str]] = {
     "-name": ("lower(name) DESC, id DESC", "(lower(name), id) < (lower(%s), %s)"),
 }
 
+# With a state filter, the id keyset is stated on (lower(state), id): the same rows, but PostgreSQL
+# then walks the (lower(state), id) index from the cursor, instead of walking the primary key and
+# filtering out every other state (at 1M rows a deep page read ~5,000 rows instead of ~100).
+STATE_ID_AFTER: dict[str, str] = {
+    "id": "(lower(state), id) > (lower(%s), %s)",
+    "-id": "(lower(state), id) < (lower(%s), %s)",
+}
+
 # Each update moves `updated_at` forward, even within one transaction or clock tick.
 _TOUCH = "updated_at = greatest(now(), updated_at + interval '1 microsecond')"
 
@@ -67,7 +75,10 @@ def list_cities(conn: connection, query: ListQuery, limit: int) -> list[dict[str
         conditions.append("lower(name) LIKE '%%' || lower(%s) || '%%'")
         params.append(escape_like(query.q))
     order_by, after = ORDERINGS[query.sort]
-    if query.after is not None:
+    if query.after is not None and query.state is not None and query.sort in STATE_ID_AFTER:
+        conditions.append(STATE_ID_AFTER[query.sort])
+        params.extend((query.state, *query.after))
+    elif query.after is not None:
         conditions.append(after)
         params.extend(query.after)
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
