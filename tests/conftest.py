@@ -90,7 +90,7 @@ def empty_database_url(databases: Databases) -> str:
 
 @pytest.fixture
 def sql(database_url: str) -> Iterator[Any]:
-    """Run SQL on the main database from a test (autocommit); starts every test on an empty table."""
+    """Run SQL on the main database (autocommit); starts every test on an empty table."""
     conn = psycopg2.connect(database_url)
     conn.autocommit = True
 
