@@ -12,7 +12,7 @@ from typing import Any
 
 import serverless_wsgi
 
-from cities import config, create_app
+from cities import config, create_app, ssm
 from cities.migrate import migrate as apply_migrations
 
 app = create_app()
@@ -24,6 +24,7 @@ def api(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 def migrate(event: dict[str, Any] | None = None, context: Any = None) -> dict[str, Any]:
     """Apply pending migrations; raising makes the invocation (and so the deploy) fail."""
+    ssm.load(app.config)  # secrets named by *_SSM_PARAMETER; a missing one fails loudly here
     url = config.migrations_url(app.config)
     if not url:
         raise RuntimeError("Set MIGRATIONS_DATABASE_URL or DATABASE_URL to run migrations.")

@@ -29,15 +29,17 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     log = logging.getLogger("cities")
     log.setLevel(app.config["LOG_LEVEL"])
-    if not app.config["DATABASE_URL"]:
+    from_ssm = "DATABASE_URL" in app.config.get("SSM_PARAMETERS", {})
+    if not app.config["DATABASE_URL"] and not from_ssm:
         log.warning(
             "DATABASE_URL is not set: requests that need the database will answer 503 "
             "until it is configured"
         )
 
-    from . import city_api, db, errors, meta_api
+    from . import city_api, db, errors, meta_api, ssm
     from .gateway import GatewayPaths
 
+    ssm.init_app(app)
     db.init_app(app)
     errors.init_app(app)
     app.register_blueprint(city_api.bp)

@@ -16,6 +16,9 @@ log = logging.getLogger("cities")
 
 DEFAULT_CONNECT_TIMEOUT = 5
 DEFAULT_LOG_LEVEL = "INFO"
+# Settings that may instead name an SSM Parameter Store parameter: `<SETTING>_SSM_PARAMETER`.
+# cities.ssm fetches them at the first request (or migration) and keeps them for the container.
+SSM_SETTINGS = ("DATABASE_URL", "MIGRATIONS_DATABASE_URL", "API_KEYS")
 
 
 def load_dotenv_if_present(path: Path | None = None) -> bool:
@@ -65,6 +68,11 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "API_KEYS": parse_api_keys(env.get("API_KEYS")),
         "DB_CONNECT_TIMEOUT": parse_connect_timeout(env.get("DB_CONNECT_TIMEOUT")),
         "LOG_LEVEL": (env.get("LOG_LEVEL") or DEFAULT_LOG_LEVEL).upper(),
+        "SSM_PARAMETERS": {
+            name: env[f"{name}_SSM_PARAMETER"].strip()
+            for name in SSM_SETTINGS
+            if (env.get(f"{name}_SSM_PARAMETER") or "").strip()
+        },
     }
 
 
