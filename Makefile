@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint migrate clean package sls-package cfn-lint deploy remove
+.PHONY: run test lint migrate clean package sls-package cfn-lint deploy remove offline
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required" if sys.version_info < (3, 11) else 0)'
@@ -37,7 +37,7 @@ APP_SOURCES := handler.py requirements.txt deploy/package_lambda.py \
 	$(shell find cities -name '*.py' -o -name '*.sql' 2>/dev/null)
 NODE_STAMP := node_modules/.installed
 # Plain `npx osls ...` with no telemetry or update notices (the CLI runs offline for packaging).
-OSLS := SLS_TELEMETRY_DISABLED=1 SLS_NOTIFICATIONS_MODE=off npx --no-install osls
+OSLS := env SLS_TELEMETRY_DISABLED=1 SLS_NOTIFICATIONS_MODE=off npx --no-install osls
 TEMPLATE := .serverless/cloudformation-template-update-stack.json
 
 package: $(ZIP)
@@ -68,3 +68,8 @@ deploy: $(ZIP) $(NODE_STAMP)
 
 remove: $(NODE_STAMP)
 	$(OSLS) remove --stage $(STAGE)
+
+# The service under serverless-offline (HTTP API on http://127.0.0.1:3000): the venv's Python
+# runs handler.api against DATABASE_URL or the embedded local PostgreSQL, migrated first.
+offline: $(STAMP) $(NODE_STAMP)
+	$(PY) deploy/offline.py -- $(OSLS) offline --stage local

@@ -115,6 +115,10 @@ def test_http_api_routes_everything_to_api_and_nothing_to_migrate(templates: dic
     assert stage["Properties"]["StageName"] == "$default"
 
 
+def test_template_publishes_no_function_versions(templates: dict) -> None:
+    assert resources(templates["update"], "AWS::Lambda::Version") == {}
+
+
 def test_template_names_secrets_but_never_holds_them(templates: dict) -> None:
     text = json.dumps(templates["update"])
     assert "postgres://" not in text and "postgresql://" not in text
