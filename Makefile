@@ -32,6 +32,9 @@ clean:
 # `make package` builds dist/cities.zip for the Lambda runtime (python3.12, x86_64) from manylinux
 # wheels, without Docker; `make deploy STAGE=dev` ships it and runs the migrations.
 STAGE ?= dev
+# SECRETS=deploy resolves the SSM parameters at deploy time instead of at runtime (docs/deploy.md).
+SECRETS ?=
+SLS_FLAGS := --stage $(STAGE) $(if $(SECRETS),--param=secrets=$(SECRETS))
 ZIP := dist/cities.zip
 APP_SOURCES := handler.py requirements.txt deploy/package_lambda.py \
 	$(shell find cities -name '*.py' -o -name '*.sql' 2>/dev/null)
@@ -53,7 +56,7 @@ $(NODE_STAMP): package.json package-lock.json
 # needs some to start, and packaging calls no AWS API).
 sls-package: $(ZIP) $(NODE_STAMP)
 	AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-offline} AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-offline} \
-		$(OSLS) package --stage $(STAGE)
+		$(OSLS) package $(SLS_FLAGS)
 
 # W3005 (a DependsOn that a Ref already implies) is emitted by the framework for every httpApi
 # route; it is the only check ignored.
@@ -63,11 +66,11 @@ cfn-lint: sls-package
 # Deploy, then migrate: a failed migration makes `osls invoke` exit non-zero with the function's
 # error, so `make deploy` fails with the migration's message.
 deploy: $(ZIP) $(NODE_STAMP)
-	$(OSLS) deploy --stage $(STAGE) --verbose
-	$(OSLS) invoke --stage $(STAGE) --function migrate --log
+	$(OSLS) deploy $(SLS_FLAGS) --verbose
+	$(OSLS) invoke $(SLS_FLAGS) --function migrate --log
 
 remove: $(NODE_STAMP)
-	$(OSLS) remove --stage $(STAGE)
+	$(OSLS) remove $(SLS_FLAGS)
 
 # The service under serverless-offline (HTTP API on http://127.0.0.1:3000): the venv's Python
 # runs handler.api against DATABASE_URL or the embedded local PostgreSQL, migrated first.

@@ -221,3 +221,63 @@ def _document(value: Any) -> dict:
         return json.loads(value)
     except json.JSONDecodeError:
         return ast.literal_eval(value)
+
+
+@pytest.fixture
+def moto_server() -> Iterator[str]:
+    """moto's HTTP server on loopback, for the CLI (Node) to call as if it were SSM."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def osls_print(stage: str, endpoint: str, *params: str) -> subprocess.CompletedProcess:
+    env = _offline_env()
+    env.update(AWS_ENDPOINT_URL_SSM=endpoint, SLS_TELEMETRY_DISABLED="1",
+               SLS_NOTIFICATIONS_MODE="off", SLS_AWS_REQUEST_MAX_RETRIES="0")
+    return subprocess.run(
+        ["npx", "--no-install", "osls", "print", "--stage", stage, "--format", "json",
+         *(f"--param={p}" for p in params)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+def test_deploy_time_mode_resolves_the_secure_strings_while_deploying(
+    templates: dict, moto_server: str
+) -> None:
+    """`secrets=deploy`: the CLI decrypts the parameters into the functions' environment (the
+    documented trade-off) and a missing parameter stops the deploy before anything changes."""
+    ssm = boto3.client("ssm", endpoint_url=moto_server, region_name=REGION,
+                       aws_access_key_id="x", aws_secret_access_key="x")
+    values = {"database-url": "postgresql://app:pw@ep-1-pooler.example/db?sslmode=require",
+              "migrations-database-url": "postgresql://owner:pw@ep-1.example/db?sslmode=require"}
+    for name, value in values.items():
+        ssm.put_parameter(Name=f"/{SERVICE}/{STAGE}/{name}", Value=value, Type="SecureString")
+
+    missing = osls_print(STAGE, moto_server, "secrets=deploy")
+    assert missing.returncode != 0
+    said = missing.stdout + missing.stderr
+    assert "functions.api.environment.API_KEYS" in said and 'not found at "ssm"' in said, said
+
+    ssm.put_parameter(Name=f"/{SERVICE}/{STAGE}/api-keys", Value="k1,k2", Type="SecureString")
+    printed = osls_print(STAGE, moto_server, "secrets=deploy")
+    assert printed.returncode == 0, printed.stderr
+    functions = json.loads(printed.stdout)["functions"]
+    assert functions["api"]["environment"] == {
+        "DATABASE_URL": values["database-url"], "API_KEYS": "k1,k2"}
+    assert functions["migrate"]["environment"] == {
+        "MIGRATIONS_DATABASE_URL": values["migrations-database-url"]}
+    assert json.loads(printed.stdout)["provider"]["iam"]["role"]["statements"] == []
+
+    # The default (runtime) mode names the parameters and never calls SSM while deploying.
+    runtime = osls_print(STAGE, "http://127.0.0.1:9")  # nothing listens there
+    assert runtime.returncode == 0, runtime.stderr
+    assert json.loads(runtime.stdout)["functions"]["api"]["environment"] == {
+        "DATABASE_URL_SSM_PARAMETER": f"/{SERVICE}/{STAGE}/database-url",
+        "API_KEYS_SSM_PARAMETER": f"/{SERVICE}/{STAGE}/api-keys"}
