@@ -66,6 +66,7 @@ cfn-lint: sls-package
 # Deploy, then migrate: a failed migration makes `osls invoke` exit non-zero with the function's
 # error, so `make deploy` fails with the migration's message.
 deploy: $(ZIP) $(NODE_STAMP)
+	$(PY) deploy/package_lambda.py --verify
 	$(OSLS) deploy $(SLS_FLAGS) --verbose
 	$(OSLS) invoke $(SLS_FLAGS) --function migrate --log
 

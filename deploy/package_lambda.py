@@ -161,6 +161,13 @@ def build(
     return {"zip": zip_path.stat().st_size, "unpacked": unpacked}
 
 
+def has_runtime_bytecode(zip_path: Path, version: str = RUNTIME_VERSION) -> bool:
+    """Whether the zip ships the runtime's bytecode (a test build may have been made without)."""
+    tag = version.replace(".", "")
+    with zipfile.ZipFile(zip_path) as archive:
+        return f"__pycache__/handler.cpython-{tag}.pyc" in archive.namelist()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=ROOT / "dist" / "cities.zip")
@@ -170,7 +177,20 @@ def main(argv: list[str] | None = None) -> int:
         help=f"build without .pyc files when no Python {RUNTIME_VERSION} is installed "
         "(a slower cold start; for tests only, never for a deploy)",
     )
+    parser.add_argument(
+        "--verify", action="store_true",
+        help="only check that the existing zip has the runtime's bytecode (before a deploy)",
+    )
     args = parser.parse_args(argv)
+
+    if args.verify:
+        if args.output.is_file() and has_runtime_bytecode(args.output):
+            return 0
+        args.output.unlink(missing_ok=True)  # so the next `make package` rebuilds it
+        print(f"error: {args.output.name} has no Python {RUNTIME_VERSION} bytecode (a test "
+              "build?); run `make package` with Python 3.12 installed, then deploy again",
+              file=sys.stderr)
+        return 2
 
     python = find_runtime_python()
     if python is None and not args.allow_missing_bytecode:

@@ -143,9 +143,20 @@ def test_bytecode_is_for_the_runtime_python_only(unpacked: Path) -> None:
     for source in sources:
         pyc = source.parent / "__pycache__" / f"{source.stem}.cpython-{TAG[2:]}.pyc"
         assert pyc.is_file(), f"no runtime bytecode for {source.relative_to(unpacked)}"
+    assert package_lambda.main(["--verify", "--output", str(ROOT / "dist" / "cities.zip")]) == 0
     # Hash-based and unchecked (flags 0b01): the import system neither stats nor hashes the
     # sources, whose zip timestamps mean nothing.
     assert {_pyc_flags(p) for p in pycs} == {0b01}
+
+
+def test_deploy_refuses_a_zip_built_without_runtime_bytecode(tmp_path: Path) -> None:
+    """`make deploy` runs --verify first: a test build without bytecode never ships."""
+    test_build = tmp_path / "cities.zip"
+    with zipfile.ZipFile(test_build, "w") as archive:
+        archive.writestr("handler.py", "")
+        archive.writestr("__pycache__/handler.cpython-311.pyc", b"")
+    assert package_lambda.main(["--verify", "--output", str(test_build)]) == 2
+    assert not test_build.exists()  # removed, so the next `make package` rebuilds it
 
 
 # Run inside the unpacked zip by the runtime's interpreter with `-I -S` (no site-packages, no
