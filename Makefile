@@ -59,7 +59,7 @@ sls-package: $(ZIP) $(NODE_STAMP)
 		$(OSLS) package $(SLS_FLAGS)
 
 # W3005 (a DependsOn that a Ref already implies) is emitted by the framework for every httpApi
-# route; it is the only check ignored.
+# route and every function with its own role; it is the only check ignored.
 cfn-lint: sls-package
 	$(VENV)/bin/cfn-lint --ignore-checks W3005 -- .serverless/cloudformation-template-*.json
 

@@ -77,8 +77,9 @@ def test_template_passes_cfn_lint(templates: dict) -> None:
     )
     assert found.returncode & 0b11 == 0, found.stdout + found.stderr  # no error, no crash
     rules = {finding["Rule"]["Id"] for finding in json.loads(found.stdout)}
-    # The framework's httpApi routes always carry a DependsOn that a Ref already implies (W3005);
-    # that one warning is ignored by name (`make cfn-lint`), and nothing else may appear.
+    # The framework adds a DependsOn that a Ref/GetAtt already implies (W3005) to every httpApi
+    # route and to every function with its own role; that one warning is ignored by name
+    # (`make cfn-lint`), and nothing else may appear.
     assert rules <= {"W3005"}, found.stdout
     strict = subprocess.run(
         [CFN_LINT, "--ignore-checks", "W3005", "--", *files],
@@ -179,33 +180,42 @@ def test_deploy_creates_both_functions_as_intended(deployed: dict) -> None:
     assert "DATABASE_URL_SSM_PARAMETER" not in migrate["Environment"]["Variables"]
 
 
-def test_deploy_grants_least_privilege(deployed: dict) -> None:
+def role_grants(function: str) -> dict[str, set[str]]:
+    """Action -> resources granted to the deployed function's role, checking its shape."""
     iam = boto3.client("iam", region_name=REGION)
     lam = boto3.client("lambda", region_name=REGION)
-    role_arn = lam.get_function_configuration(FunctionName=f"{SERVICE}-{STAGE}-api")["Role"]
+    role_arn = lam.get_function_configuration(FunctionName=f"{SERVICE}-{STAGE}-{function}")["Role"]
     role = role_arn.rsplit("/", 1)[1]
     trust = _document(iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"])
     assert [s["Principal"]["Service"] for s in trust["Statement"]] == [["lambda.amazonaws.com"]]
     assert iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"] == []
-    statements = []
+    granted: dict[str, set[str]] = {}
     for name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
         document = _document(iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"])
-        statements += document["Statement"]
-    granted: dict[str, set[str]] = {}
-    for statement in statements:
-        assert statement["Effect"] == "Allow"
-        for action in _as_list(statement["Action"]):
-            granted.setdefault(action, set()).update(_as_list(statement["Resource"]))
-    assert set(granted) == {
-        "logs:CreateLogStream", "logs:CreateLogGroup", "logs:TagResource", "logs:PutLogEvents",
-        "ssm:GetParameters",
+        for statement in document["Statement"]:
+            assert statement["Effect"] == "Allow" and "Condition" not in statement
+            for action in _as_list(statement["Action"]):
+                granted.setdefault(action, set()).update(_as_list(statement["Resource"]))
+    return granted
+
+
+@pytest.mark.parametrize(("function", "parameters"), [
+    ("api", {"database-url", "api-keys"}),
+    ("migrate", {"migrations-database-url"}),
+])
+def test_each_function_may_do_only_what_it_does(
+    deployed: dict, function: str, parameters: set[str]
+) -> None:
+    """Its own log group, its own parameters: the API cannot read the migrations URL."""
+    granted = role_grants(function)
+    log_group = f"arn:aws:logs:{REGION}:123456789012:log-group:/aws/lambda/{SERVICE}-{STAGE}"
+    assert granted == {
+        "logs:CreateLogStream": {f"{log_group}-{function}:*"},
+        "logs:PutLogEvents": {f"{log_group}-{function}:*"},
+        "ssm:GetParameters": {f"{SSM_ARN}/{name}" for name in parameters},
     }
-    assert granted["ssm:GetParameters"] == {
-        f"{SSM_ARN}/database-url", f"{SSM_ARN}/api-keys", f"{SSM_ARN}/migrations-database-url"}
-    for action, arns in granted.items():
-        assert "*" not in arns, action
-        if action.startswith("logs:"):
-            assert all(f":log-group:/aws/lambda/{SERVICE}-{STAGE}" in arn for arn in arns)
+    other = "api" if function == "migrate" else "migrate"
+    assert role_grants(other) != granted  # two roles, not one shared
 
 
 def _as_list(value: Any) -> list:
@@ -273,7 +283,11 @@ def test_deploy_time_mode_resolves_the_secure_strings_while_deploying(
         "DATABASE_URL": values["database-url"], "API_KEYS": "k1,k2"}
     assert functions["migrate"]["environment"] == {
         "MIGRATIONS_DATABASE_URL": values["migrations-database-url"]}
-    assert json.loads(printed.stdout)["provider"]["iam"]["role"]["statements"] == []
+    roles = json.loads(printed.stdout)["resources"]["Resources"]
+    for role in ("ApiRole", "MigrateRole"):
+        (policy,) = roles[role]["Properties"]["Policies"]
+        actions = {a for st in policy["PolicyDocument"]["Statement"] for a in st["Action"]}
+        assert actions == {"logs:CreateLogStream", "logs:PutLogEvents"}  # no SSM grant
 
     # The default (runtime) mode names the parameters and never calls SSM while deploying.
     runtime = osls_print(STAGE, "http://127.0.0.1:9")  # nothing listens there
