@@ -116,14 +116,20 @@ def copy_app(target: Path) -> None:
 
 
 def compile_bytecode(target: Path, python: str) -> None:
-    """Compile with the runtime's interpreter; tracebacks name /var/task, where Lambda unpacks."""
+    """Compile with the runtime's interpreter; tracebacks name /var/task, where Lambda unpacks.
+
+    A fixed hash seed keeps the bytes reproducible: frozenset constants (`x in {"a", "b"}`) are
+    marshalled in iteration order, which string hash randomization would change per build; and
+    one process (`-j 1`): marshal's back-references depend on what the process compiled before.
+    """
     subprocess.run(  # noqa: S603 - fixed argv
         [
-            python, "-m", "compileall", "-q", "-j", "0",
+            python, "-m", "compileall", "-q", "-j", "1",
             "--invalidation-mode", "unchecked-hash",
             "-s", str(target), "-p", "/var/task", str(target),
         ],
         check=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
     )
 
 

@@ -159,6 +159,13 @@ def test_deploy_refuses_a_zip_built_without_runtime_bytecode(tmp_path: Path) -> 
     assert not test_build.exists()  # removed, so the next `make package` rebuilds it
 
 
+def test_build_is_reproducible(lambda_zip: Path, tmp_path: Path) -> None:
+    """Same sources, same bytes: the CLI skips re-uploading an unchanged service."""
+    again = tmp_path / "again.zip"
+    package_lambda.build(again, tmp_path / "build", RUNTIME_PYTHON)
+    assert again.read_bytes() == lambda_zip.read_bytes()
+
+
 # Run inside the unpacked zip by the runtime's interpreter with `-I -S` (no site-packages, no
 # environment, no user paths): only the standard library and the zip's own folder, like /var/task.
 DRIVER = r"""
