@@ -90,7 +90,7 @@ def empty_database_url(databases: Databases) -> str:
 
 @pytest.fixture
 def sql(database_url: str) -> Iterator[Any]:
-    """Run SQL on the main database from a test (autocommit); starts every test on an empty table."""
+    """Run SQL on the main database (autocommit); every test starts on an empty table."""
     conn = psycopg2.connect(database_url)
     conn.autocommit = True
 
@@ -149,3 +149,17 @@ def open_connections(database_url: str, application_name: str = "cities") -> int
             time.sleep(0.05)
     finally:
         conn.close()
+
+
+@pytest.fixture
+def client_for(database_url: str, sql: Any):
+    """A client for a separately built app, e.g. `client_for(DATABASE_URL=None)`."""
+    import serverless_wsgi
+
+    from cities import create_app
+
+    def build(**config: Any) -> Client:
+        app = create_app({"DATABASE_URL": database_url, **config})
+        return Client(lambda event, context: serverless_wsgi.handle_request(app, event, context))
+
+    return build
