@@ -79,6 +79,20 @@ _ID = {
 _SECURED = [{}, {"bearer": []}]
 
 
+def _update_op(operation_id: str, summary: str, body_schema: str) -> dict:
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "security": _SECURED,
+        "parameters": [_ID],
+        "requestBody": _body(body_schema),
+        "responses": _responses(
+            {"200": _city_response("The updated city.")},
+            "400", "401", "404", "409", "413", "415", "422",
+        ),
+    }
+
+
 def document() -> dict[str, Any]:
     item_ops = {
         "get": {
@@ -87,28 +101,9 @@ def document() -> dict[str, Any]:
             "parameters": [_ID],
             "responses": _responses({"200": _city_response("The city.")}, "404"),
         },
-        "put": {
-            "operationId": "replaceCity",
-            "summary": "Replace a city's name and state (both required).",
-            "security": _SECURED,
-            "parameters": [_ID],
-            "requestBody": _body("CityInput"),
-            "responses": _responses(
-                {"200": _city_response("The updated city.")},
-                "400", "401", "404", "409", "413", "415", "422",
-            ),
-        },
-        "patch": {
-            "operationId": "updateCity",
-            "summary": "Change a city's name, state, or both.",
-            "security": _SECURED,
-            "parameters": [_ID],
-            "requestBody": _body("CityPatch"),
-            "responses": _responses(
-                {"200": _city_response("The updated city.")},
-                "400", "401", "404", "409", "413", "415", "422",
-            ),
-        },
+        "put": _update_op("replaceCity", "Replace a city's name and state (both required).",
+                          "CityInput"),
+        "patch": _update_op("updateCity", "Change a city's name, state, or both.", "CityPatch"),
         "delete": {
             "operationId": "deleteCity",
             "summary": "Delete a city.",
