@@ -27,6 +27,10 @@ def migrate(event: dict[str, Any] | None = None, context: Any = None) -> dict[st
     url = config.migrations_url(app.config)
     if not url:
         raise RuntimeError("Set MIGRATIONS_DATABASE_URL or DATABASE_URL to run migrations.")
-    result = apply_migrations(url, connect_timeout=app.config["DB_CONNECT_TIMEOUT"])
+    result = apply_migrations(
+        url,
+        connect_timeout=app.config["DB_CONNECT_TIMEOUT"],
+        connect_budget=app.config["DB_CONNECT_BUDGET"],
+    )
     logging.getLogger("cities").info("migrations: %s", result)
     return result

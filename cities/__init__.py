@@ -35,11 +35,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             "until it is configured"
         )
 
-    from . import city_api, db, errors, meta_api
+    from . import city_api, db, errors, meta_api, request_log
     from .gateway import GatewayPaths
 
     db.init_app(app)
     errors.init_app(app)
+    request_log.init_app(app)
     app.register_blueprint(city_api.bp)
     app.register_blueprint(meta_api.bp)
     app.wsgi_app = GatewayPaths(app.wsgi_app)

@@ -15,7 +15,7 @@ from psycopg2 import errors as pgerrors
 
 from . import city_store
 from .auth import require_key
-from .db import get_db
+from .db import commit, get_db
 from .errors import Conflict, NotFound
 from .listing import parse_list_query, parse_positive_id
 from .validation import city_fields, detail, read_json_body
@@ -56,7 +56,7 @@ def _write(operation, *args: Any) -> dict[str, Any] | None:
         result = operation(conn, *args)
     except pgerrors.UniqueViolation:
         raise _conflict() from None
-    conn.commit()
+    commit()
     return result
 
 

@@ -26,6 +26,7 @@ from tests.lambda_events import Client
 for _name in ("API_KEYS", "MIGRATIONS_DATABASE_URL", "API_GATEWAY_BASE_PATH", "STRIP_STAGE_PATH"):
     os.environ[_name] = ""
 os.environ["DB_CONNECT_TIMEOUT"] = "3"
+os.environ["DB_CONNECT_BUDGET"] = "1"
 os.environ["LOG_LEVEL"] = "INFO"
 
 

@@ -15,6 +15,8 @@ def test_defaults_when_nothing_is_set():
         "MIGRATIONS_DATABASE_URL": None,
         "API_KEYS": (),
         "DB_CONNECT_TIMEOUT": config.DEFAULT_CONNECT_TIMEOUT,
+        "DB_CONNECT_BUDGET": config.DEFAULT_CONNECT_BUDGET,
+        "DB_STATEMENT_TIMEOUT_MS": config.DEFAULT_STATEMENT_TIMEOUT_MS,
         "LOG_LEVEL": "INFO",
     }
 
@@ -25,13 +27,24 @@ def test_api_keys_are_comma_separated_and_trimmed():
     assert config.parse_api_keys(None) == ()
 
 
-def test_bad_connect_timeouts_fall_back_to_the_default_with_a_warning(caplog):
+def test_bad_numbers_fall_back_to_the_default_with_a_warning(caplog):
     caplog.set_level(logging.WARNING, logger="cities")
-    assert config.parse_connect_timeout("10") == 10
-    assert config.parse_connect_timeout("") == config.DEFAULT_CONNECT_TIMEOUT
-    assert config.parse_connect_timeout("soon") == config.DEFAULT_CONNECT_TIMEOUT
-    assert config.parse_connect_timeout("-3") == config.DEFAULT_CONNECT_TIMEOUT
-    assert "DB_CONNECT_TIMEOUT" in caplog.text
+    settings = config.from_env(
+        {"DB_CONNECT_TIMEOUT": "soon", "DB_CONNECT_BUDGET": "-1", "DB_STATEMENT_TIMEOUT_MS": "0"}
+    )
+    assert settings["DB_CONNECT_TIMEOUT"] == config.DEFAULT_CONNECT_TIMEOUT
+    assert settings["DB_CONNECT_BUDGET"] == config.DEFAULT_CONNECT_BUDGET
+    assert settings["DB_STATEMENT_TIMEOUT_MS"] == config.DEFAULT_STATEMENT_TIMEOUT_MS
+    for name in ("DB_CONNECT_TIMEOUT", "DB_CONNECT_BUDGET", "DB_STATEMENT_TIMEOUT_MS"):
+        assert name in caplog.text
+
+
+def test_numbers_are_read():
+    settings = config.from_env(
+        {"DB_CONNECT_TIMEOUT": "10", "DB_CONNECT_BUDGET": "2.5", "DB_STATEMENT_TIMEOUT_MS": "750"}
+    )
+    assert (settings["DB_CONNECT_TIMEOUT"], settings["DB_CONNECT_BUDGET"],
+            settings["DB_STATEMENT_TIMEOUT_MS"]) == (10, 2.5, 750)
 
 
 def test_migrations_prefer_their_own_url():
