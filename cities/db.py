@@ -60,7 +60,7 @@ def is_permanent(error: psycopg2.OperationalError) -> bool:
     return any(marker in message for marker in PERMANENT_FAILURES)
 
 
-def ssl_root_cert(url: str, candidates: Sequence[str] = CA_BUNDLES) -> str | None:
+def ssl_root_cert(url: str, candidates: Sequence[str] | None = None) -> str | None:
     """A CA bundle for `verify-ca`/`verify-full` unless the URL or PGSSLROOTCERT names one."""
     params = psycopg2.extensions.parse_dsn(url)
     mode = params.get("sslmode") or os.environ.get("PGSSLMODE", "")
@@ -68,7 +68,7 @@ def ssl_root_cert(url: str, candidates: Sequence[str] = CA_BUNDLES) -> str | Non
         return None
     if params.get("sslrootcert") or os.environ.get("PGSSLROOTCERT"):
         return None
-    return next((path for path in candidates if os.path.isfile(path)), None)
+    return next((path for path in candidates or CA_BUNDLES if os.path.isfile(path)), None)
 
 
 def connect(
