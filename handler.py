@@ -13,13 +13,20 @@ from typing import Any
 import serverless_wsgi
 
 from cities import config, create_app
+from cities.gateway import bad_event_response
 from cities.migrate import migrate as apply_migrations
 
 app = create_app()
 
 
 def api(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return serverless_wsgi.handle_request(app, event, context)
+    """Serve one HTTP event. The app answers every request itself; an exception here means
+    serverless-wsgi could not translate the event (say, a body flagged base64 that is not)."""
+    try:
+        return serverless_wsgi.handle_request(app, event, context)
+    except Exception as exc:
+        logging.getLogger("cities").warning("untranslatable event: %s", type(exc).__name__)
+        return bad_event_response("The request could not be read.")
 
 
 def migrate(event: dict[str, Any] | None = None, context: Any = None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from tests.lambda_events import (
     function_url_event,
     http_api_event,
     rest_api_event,
+    to_reply,
 )
 
 FRONT_DOORS = {
@@ -128,3 +129,77 @@ def test_rest_api_multi_value_query_parameters_reach_the_app(handler_module, sql
 
 def test_warmup_events_are_ignored(handler_module):
     assert handler_module.api({"source": "serverless-plugin-warmup"}, None) == {}
+
+
+# --- what proxies and odd clients send ------------------------------------------------------
+
+
+def test_chunked_transfer_encoding_in_the_event_does_not_hide_the_body(client):
+    reply = client.post("/cities", {"name": "Chunk", "state": "Ed"},
+                        headers={"transfer-encoding": "chunked"})
+    assert reply.status == 201
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "gzip, identity"])
+def test_compressed_bodies_are_415(client, sql, encoding):
+    import gzip
+    import json
+
+    body = gzip.compress(json.dumps({"name": "Zip", "state": "Ped"}).encode())
+    reply = client.post("/cities", body, headers={"content-encoding": encoding})
+    assert reply.status == 415
+    assert reply.error_code == "unsupported_media_type"
+    assert sql("SELECT count(*) FROM city") == [(0,)]
+
+
+def test_duplicate_headers_through_the_rest_api(handler_module, sql):
+    event = rest_api_event("POST", "/cities", {"name": "Dup", "state": "Licate"})
+    event["multiValueHeaders"]["Content-Type"] = ["application/json", "text/plain"]
+    event["multiValueHeaders"]["X-Forwarded-For"] = ["198.51.100.1", "203.0.113.9"]
+    reply = to_reply(handler_module.api(event, None))
+    assert reply.status in (201, 415)
+
+
+def test_comma_joined_duplicate_content_types_are_415(client):
+    reply = client.post("/cities", {"name": "A", "state": "B"},
+                        headers={"content-type": "application/json,application/json"})
+    assert reply.status == 415
+
+
+def test_huge_and_many_headers_are_harmless(client):
+    headers = {f"x-filler-{n}": "v" * 1000 for n in range(100)}
+    headers["cookie"] = "c" * 8000
+    assert client.get("/cities", headers=headers).status == 200
+
+
+@pytest.mark.parametrize("path", ["/cities/%FF", "/cities/%C0%AF", "/%E2%82", "/cities/1%00"])
+def test_invalid_utf8_and_nul_in_paths_are_404(client, path):
+    reply = client.get(path)
+    assert reply.status == 404
+    assert reply.error_code == "not_found"
+
+
+@pytest.mark.parametrize("query", ["state=%FF", "q=%C0%AF", "q=%00", "sort=%FF%FE", "%FF=1"])
+def test_invalid_utf8_and_nul_in_queries_are_never_500(client, query):
+    reply = client.get(f"/cities?{query}")
+    assert reply.status in (200, 422)
+
+
+def test_a_body_flagged_base64_that_is_not_is_400(handler_module, sql):
+    event = http_api_event("POST", "/cities", "not base64 at all!")
+    event["isBase64Encoded"] = True
+    reply = to_reply(handler_module.api(event, None))
+    assert reply.status == 400
+    assert reply.error_code == "bad_request"
+    assert sql("SELECT count(*) FROM city") == [(0,)]
+
+
+def test_an_event_without_headers_is_answered(handler_module, sql):
+    event = http_api_event("GET", "/cities")
+    del event["headers"]
+    reply = to_reply(handler_module.api(event, None))
+    assert reply.status in (200, 400)
+    event = rest_api_event("GET", "/cities")
+    event["headers"] = None
+    event["multiValueHeaders"] = None
+    assert to_reply(handler_module.api(event, None)).status == 200
