@@ -185,13 +185,28 @@ def document() -> dict[str, Any]:
                     "operationId": "createCity",
                     "summary": "Create a city.",
                     "security": _SECURED,
+                    "parameters": [
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "description": "Makes retries safe: a repeat within 24 hours returns "
+                            "the first response; reuse with another body is 422.",
+                            "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
+                        }
+                    ],
                     "requestBody": _body("CityInput"),
                     "responses": _responses(
                         {
                             "201": _city_response(
                                 "The created city.",
-                                {"Location": {"description": "The new city's URL.",
-                                              "schema": {"type": "string"}}},
+                                {
+                                    "Location": {"description": "The new city's URL.",
+                                                 "schema": {"type": "string"}},
+                                    "Idempotent-Replayed": {
+                                        "description": "`true` when this is a replay.",
+                                        "schema": {"type": "string"},
+                                    },
+                                },
                             )
                         },
                         "400", "401", "409", "413", "415", "422",
@@ -285,7 +300,7 @@ def document() -> dict[str, Any]:
                                         "type": "object",
                                         "properties": {
                                             "field": {"type": "string"},
-                                            "in": {"enum": ["body", "query"]},
+                                            "in": {"enum": ["body", "query", "header"]},
                                             "message": {"type": "string"},
                                         },
                                     },

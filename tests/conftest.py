@@ -100,7 +100,7 @@ def sql(database_url: str) -> Iterator[Any]:
             cur.execute(query, params)
             return cur.fetchall() if cur.description else []
 
-    run("TRUNCATE city RESTART IDENTITY")
+    run("TRUNCATE city, idempotency_key RESTART IDENTITY")
     yield run
     conn.close()
 
