@@ -10,9 +10,21 @@ from typing import Any
 from .listing import DEFAULT_LIMIT, MAX_LIMIT, SORTS
 from .validation import MAX_TEXT_LENGTH
 
-# Characters a stored name or state may hold: anything but C0/C1 controls and surrogates, with
-# no leading or trailing whitespace (the API trims).
-_TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_LENGTH}
+# What the API accepts for a name or state: up to 100 characters, no C0/C1 control characters,
+# and something besides whitespace (the API trims). What it returns is already trimmed.
+_NO_CONTROLS = "[^\\u0000-\\u001f\\u007f-\\u009f]"
+_TEXT = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_TEXT_LENGTH,
+    "pattern": f"^{_NO_CONTROLS}*[^\\s\\u0000-\\u001f\\u007f-\\u009f]{_NO_CONTROLS}*$",
+}
+_SEARCH = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_TEXT_LENGTH,
+    "pattern": f"^{_NO_CONTROLS}+$",
+}
 
 
 def _error_ref(description: str, *, retry: bool = False, extra: dict | None = None) -> dict:
@@ -51,10 +63,23 @@ def _responses(success: dict[str, dict], *codes: str) -> dict[str, dict]:
     return {**success, **{code: _ERRORS[code] for code in (*codes, "500", "503")}}
 
 
+# Where a returned city leads next: lets clients (and stateful fuzzers) chain calls on its id.
+_CITY_LINKS = {
+    name: {"operationId": operation, "parameters": {"id": "$response.body#/id"}}
+    for name, operation in (
+        ("GetCity", "getCity"),
+        ("ReplaceCity", "replaceCity"),
+        ("UpdateCity", "updateCity"),
+        ("DeleteCity", "deleteCity"),
+    )
+}
+
+
 def _city_response(description: str, headers: dict | None = None) -> dict:
     response: dict[str, Any] = {
         "description": description,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/City"}}},
+        "links": _CITY_LINKS,
     }
     if headers:
         response["headers"] = headers
@@ -130,7 +155,7 @@ def document() -> dict[str, Any]:
             "name": "q",
             "in": "query",
             "description": "Case-insensitive substring of the name; `%`, `_`, `\\` are literal.",
-            "schema": _TEXT,
+            "schema": _SEARCH,
         },
         {
             "name": "sort",
