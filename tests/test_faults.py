@@ -207,3 +207,31 @@ def test_tls_is_required_by_the_server(tls, client_for):
     cluster, _ = tls
     reply = client_for(DATABASE_URL=tls_url(cluster, sslmode="disable")).get("/health")
     assert reply.status == 503
+
+
+def test_a_full_run_on_a_password_protected_server_logs_no_secret(tmp_path, client_for, caplog):
+    """CRUD, a wrong password, and the server going away, over TCP with SCRAM authentication;
+    then every captured log record, tracebacks included, is searched for the password."""
+    import logging
+
+    secret = "S3cret-Passw0rd-For-Logs"
+    cluster = Cluster(tmp_path, password=secret)
+    cluster.start()
+    try:
+        migrate(cluster.url())
+        caplog.set_level(logging.DEBUG)
+        client = client_for(DATABASE_URL=cluster.url())
+        created = client.post("/cities", {"name": "Vault", "state": "Secure"})
+        assert created.status == 201
+        assert client.patch(f"/cities/{created.json['id']}", {"state": "Safe"}).status == 200
+        assert client.get("/cities").status == 200
+        wrong = client_for(DATABASE_URL=cluster.url().replace(secret, secret[::-1]))
+        assert wrong.get("/cities").status == 503
+        cluster.stop()
+        assert client.get("/health").status == 503
+    finally:
+        with contextlib.suppress(RuntimeError):
+            cluster.stop("immediate")
+    rendered = "\n".join(logging.Formatter().format(record) for record in caplog.records)
+    assert "cannot connect to the database" in rendered
+    assert secret not in rendered and secret[::-1] not in rendered
