@@ -15,7 +15,6 @@ import re
 from typing import Any
 
 from psycopg2.extensions import connection
-from psycopg2.extras import Json
 
 from .errors import ValidationFailed
 from .validation import detail
@@ -78,5 +77,6 @@ def claim(conn: connection, key: str, fingerprint: str) -> dict[str, Any] | None
 def remember(conn: connection, key: str, response: dict[str, Any]) -> None:
     with conn.cursor() as cur:
         cur.execute(
-            "UPDATE idempotency_key SET response = %s WHERE key = %s", (Json(response), key)
+            "UPDATE idempotency_key SET response = %s::jsonb WHERE key = %s",
+            (json.dumps(response), key),
         )
