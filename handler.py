@@ -14,7 +14,6 @@ import serverless_wsgi
 
 from cities import config, create_app
 from cities.gateway import bad_event_response
-from cities.migrate import migrate as apply_migrations
 
 app = create_app()
 
@@ -31,6 +30,8 @@ def api(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 def migrate(event: dict[str, Any] | None = None, context: Any = None) -> dict[str, Any]:
     """Apply pending migrations; raising makes the invocation (and so the deploy) fail."""
+    from cities.migrate import migrate as apply_migrations  # not needed to serve requests
+
     url = config.migrations_url(app.config)
     if not url:
         raise RuntimeError("Set MIGRATIONS_DATABASE_URL or DATABASE_URL to run migrations.")
