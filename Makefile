@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint migrate clean package sls-package cfn-lint deploy remove offline
+.PHONY: run test lint migrate fuzz audit clean package sls-package cfn-lint deploy remove offline
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required" if sys.version_info < (3, 11) else 0)'
@@ -24,6 +24,15 @@ lint: $(STAMP)
 
 test: lint
 	$(PY) -m pytest --cov --cov-report=term
+
+# A long randomized fuzz run; `make test` runs the same tests with few, fixed examples.
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-1000} FUZZ_RANDOM=1 $(PY) -m pytest tests/test_fuzz.py -p no:cacheprovider
+
+# Known vulnerabilities in the pinned runtime dependencies (needs the advisory service online).
+audit: $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check pip-audit==2.10.1
+	$(PY) -m pip_audit --requirement requirements.txt --progress-spinner off
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage build dist .serverless

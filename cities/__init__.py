@@ -36,12 +36,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             "until it is configured"
         )
 
-    from . import city_api, db, errors, meta_api, ssm
+    from . import city_api, db, errors, meta_api, request_log, ssm
     from .gateway import GatewayPaths
 
-    ssm.init_app(app)
     db.init_app(app)
     errors.init_app(app)
+    request_log.init_app(app)
+    ssm.init_app(app)  # after the request timer: a 503 for missing settings is logged too
     app.register_blueprint(city_api.bp)
     app.register_blueprint(meta_api.bp)
     app.wsgi_app = GatewayPaths(app.wsgi_app)

@@ -29,7 +29,9 @@ def _configure(command: str) -> tuple[dict, str]:
 def _migrate(settings: dict) -> dict:
     try:
         return migrate(
-            config.migrations_url(settings), connect_timeout=settings["DB_CONNECT_TIMEOUT"]
+            config.migrations_url(settings),
+            connect_timeout=settings["DB_CONNECT_TIMEOUT"],
+            connect_budget=settings["DB_CONNECT_BUDGET"],
         )
     except MigrationError as exc:
         sys.exit(f"migration failed: {exc}")

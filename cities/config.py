@@ -15,6 +15,8 @@ from typing import Any
 log = logging.getLogger("cities")
 
 DEFAULT_CONNECT_TIMEOUT = 5
+DEFAULT_CONNECT_BUDGET = 10.0
+DEFAULT_STATEMENT_TIMEOUT_MS = 5000
 DEFAULT_LOG_LEVEL = "INFO"
 # Settings that may instead name an SSM Parameter Store parameter: `<SETTING>_SSM_PARAMETER`.
 # cities.ssm fetches them at the first request (or migration) and keeps them for the container.
@@ -42,20 +44,17 @@ def parse_api_keys(raw: str | None) -> tuple[str, ...]:
     return tuple(key.strip() for key in raw.split(",") if key.strip())
 
 
-def parse_connect_timeout(raw: str | None) -> int:
+def parse_positive(name: str, raw: str | None, default: float, cast: type = int) -> float:
+    """A positive number from the environment; anything else logs a warning and keeps `default`."""
     if raw is None or raw.strip() == "":
-        return DEFAULT_CONNECT_TIMEOUT
+        return default
     try:
-        value = int(raw)
+        value = cast(raw)
     except ValueError:
         value = 0
-    if value < 1:
-        log.warning(
-            "DB_CONNECT_TIMEOUT=%r is not a positive whole number of seconds; using %d",
-            raw,
-            DEFAULT_CONNECT_TIMEOUT,
-        )
-        return DEFAULT_CONNECT_TIMEOUT
+    if not value > 0:
+        log.warning("%s=%r is not a positive number; using %s", name, raw, default)
+        return default
     return value
 
 
@@ -66,7 +65,17 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "DATABASE_URL": env.get("DATABASE_URL") or None,
         "MIGRATIONS_DATABASE_URL": env.get("MIGRATIONS_DATABASE_URL") or None,
         "API_KEYS": parse_api_keys(env.get("API_KEYS")),
-        "DB_CONNECT_TIMEOUT": parse_connect_timeout(env.get("DB_CONNECT_TIMEOUT")),
+        "DB_CONNECT_TIMEOUT": parse_positive(
+            "DB_CONNECT_TIMEOUT", env.get("DB_CONNECT_TIMEOUT"), DEFAULT_CONNECT_TIMEOUT
+        ),
+        # Total time for connecting, retries included; keep it below the Lambda timeout.
+        "DB_CONNECT_BUDGET": parse_positive(
+            "DB_CONNECT_BUDGET", env.get("DB_CONNECT_BUDGET"), DEFAULT_CONNECT_BUDGET, float
+        ),
+        "DB_STATEMENT_TIMEOUT_MS": parse_positive(
+            "DB_STATEMENT_TIMEOUT_MS", env.get("DB_STATEMENT_TIMEOUT_MS"),
+            DEFAULT_STATEMENT_TIMEOUT_MS,
+        ),
         "LOG_LEVEL": (env.get("LOG_LEVEL") or DEFAULT_LOG_LEVEL).upper(),
         "SSM_PARAMETERS": {
             name: env[f"{name}_SSM_PARAMETER"].strip()

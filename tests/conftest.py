@@ -26,6 +26,7 @@ from tests.lambda_events import Client
 for _name in ("API_KEYS", "MIGRATIONS_DATABASE_URL", "API_GATEWAY_BASE_PATH", "STRIP_STAGE_PATH"):
     os.environ[_name] = ""
 os.environ["DB_CONNECT_TIMEOUT"] = "3"
+os.environ["DB_CONNECT_BUDGET"] = "1"
 os.environ["LOG_LEVEL"] = "INFO"
 
 
@@ -90,7 +91,7 @@ def empty_database_url(databases: Databases) -> str:
 
 @pytest.fixture
 def sql(database_url: str) -> Iterator[Any]:
-    """Run SQL on the main database (autocommit); starts every test on an empty table."""
+    """Run SQL on the main database (autocommit); every test starts on an empty table."""
     conn = psycopg2.connect(database_url)
     conn.autocommit = True
 
@@ -99,7 +100,7 @@ def sql(database_url: str) -> Iterator[Any]:
             cur.execute(query, params)
             return cur.fetchall() if cur.description else []
 
-    run("TRUNCATE city RESTART IDENTITY")
+    run("TRUNCATE city, idempotency_key RESTART IDENTITY")
     yield run
     conn.close()
 
@@ -149,3 +150,17 @@ def open_connections(database_url: str, application_name: str = "cities") -> int
             time.sleep(0.05)
     finally:
         conn.close()
+
+
+@pytest.fixture
+def client_for(database_url: str, sql: Any):
+    """A client for a separately built app, e.g. `client_for(DATABASE_URL=None)`."""
+    import serverless_wsgi
+
+    from cities import create_app
+
+    def build(**config: Any) -> Client:
+        app = create_app({"DATABASE_URL": database_url, **config})
+        return Client(lambda event, context: serverless_wsgi.handle_request(app, event, context))
+
+    return build

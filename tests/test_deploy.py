@@ -21,6 +21,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from cities import ssm as app_ssm
 from tests.test_artifact import build_zip
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::")
 ZIP = ROOT / "dist" / "cities.zip"
 SECRET_NAMES = {"DATABASE_URL", "MIGRATIONS_DATABASE_URL", "API_KEYS"}
 EXPECTED = {
-    "api": {"Handler": "handler.api", "MemorySize": 512, "Timeout": 20},
+    "api": {"Handler": "handler.api", "MemorySize": 512, "Timeout": 25},
     "migrate": {"Handler": "handler.migrate", "MemorySize": 256, "Timeout": 60},
 }
 CFN_LINT = str(Path(sys.executable).with_name("cfn-lint"))
@@ -164,12 +165,19 @@ def test_deploy_creates_both_functions_as_intended(deployed: dict) -> None:
         assert conf["Architectures"] == ["x86_64"]
         assert conf["CodeSize"] == ZIP.stat().st_size
         variables = conf["Environment"]["Variables"]
-        assert variables["DB_CONNECT_TIMEOUT"] == "10" and variables["LOG_LEVEL"] == "INFO"
+        assert variables["LOG_LEVEL"] == "INFO"
         assert not SECRET_NAMES & set(variables)
-        assert int(variables["DB_CONNECT_TIMEOUT"]) < conf["Timeout"]
+        # Connecting (retries included) and one statement fit in the function's time.
+        connect, budget = int(variables["DB_CONNECT_TIMEOUT"]), int(variables["DB_CONNECT_BUDGET"])
+        statement = int(variables["DB_STATEMENT_TIMEOUT_MS"]) / 1000
+        assert connect <= budget and budget + statement < conf["Timeout"]
     api = lam.get_function_configuration(FunctionName=f"{SERVICE}-{STAGE}-api")
     migrate = lam.get_function_configuration(FunctionName=f"{SERVICE}-{STAGE}-migrate")
     assert api["Timeout"] < 30  # the HTTP API's integration limit: the function answers first
+    ssm_worst = app_ssm.MAX_ATTEMPTS * (app_ssm.CONNECT_TIMEOUT + app_ssm.READ_TIMEOUT)
+    variables = api["Environment"]["Variables"]
+    assert ssm_worst + int(variables["DB_CONNECT_BUDGET"]) + int(
+        variables["DB_STATEMENT_TIMEOUT_MS"]) / 1000 < api["Timeout"]
     assert migrate["Timeout"] < 120  # the CLI's invoke socket timeout: `make deploy` sees errors
     assert set(api["Environment"]["Variables"]) >= {
         "DATABASE_URL_SSM_PARAMETER", "API_KEYS_SSM_PARAMETER"}

@@ -29,13 +29,13 @@ def free_port() -> int:
 
 def call(method: str, url: str, body: dict | None = None, headers: dict | None = None):
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(  # noqa: S310 - http on loopback only
+    request = urllib.request.Request(
         url, data=data, method=method, headers=headers or {}
     )
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(request, timeout=30) as reply:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=30) as reply:
             return reply.status, dict(reply.headers), reply.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers), error.read().decode()

@@ -1,0 +1,123 @@
+"""A throwaway PostgreSQL cluster a test may stop, restart or configure (TCP, TLS, passwords).
+
+Built from the binaries the `pgserver` wheel ships, so it needs no PostgreSQL on the machine;
+those are built without OpenSSL, so TLS tests look for an SSL-capable installation instead
+(`ssl_capable_bindir`) and skip where there is none. PostgreSQL refuses to run as root; as
+root, the cluster runs as pgserver's system user.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import stat
+import subprocess
+from pathlib import Path
+
+from pgserver import _commands
+from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+
+BIN = _commands.POSTGRES_BIN_PATH
+
+
+def ssl_capable_bindir() -> Path | None:
+    """A PostgreSQL bin directory whose server links OpenSSL (e.g. Debian's postgresql package)."""
+    candidates = []
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
+        candidates.append(Path(out.stdout.strip()))
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    for bindir in candidates:
+        server = bindir / "postgres"
+        if server.is_file() and b"libssl" in server.read_bytes():
+            return bindir
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Cluster:
+    def __init__(
+        self, root: Path, *, password: str | None = None, bindir: Path = BIN
+    ) -> None:
+        self.bindir = bindir
+        self.data = root / "data"
+        self.port = free_port()
+        self.password = password
+        self.user = None
+        if os.geteuid() == 0:
+            self.user = "pgserver"
+            ensure_user_exists(self.user)
+            readable = stat.S_IRGRP | stat.S_IROTH
+            ensure_prefix_permissions(BIN)
+            ensure_folder_permissions(BIN.parent, readable | stat.S_IXGRP | stat.S_IXOTH)
+        self._pg_ctl_env = {**os.environ, "LC_ALL": "C.UTF-8"}
+        self.data.mkdir(parents=True)
+        self._own(root)
+        self._own(self.data)
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--encoding=utf8",
+                  "--auth-local=trust", "--auth-host=" + ("scram-sha-256" if password else "trust"),
+                  *(["--pwfile", str(self._pwfile(root))] if password else []))
+        self.configure(
+            listen_addresses="'127.0.0.1'",
+            port=str(self.port),
+            unix_socket_directories=f"'{self.data}'",
+            fsync="off",
+            password_encryption="'scram-sha-256'",
+        )
+
+    def _pwfile(self, root: Path) -> Path:
+        path = root / "pwfile"
+        path.write_text(self.password + "\n")
+        if self.user:
+            shutil.chown(path, self.user, self.user)
+        return path
+
+    def _own(self, path: Path) -> None:
+        if self.user:
+            ensure_prefix_permissions(path)
+            shutil.chown(path, self.user, self.user)
+
+    def _run(self, program: str, *args: str) -> None:
+        result = subprocess.run(
+            [str(self.bindir / program), *args], capture_output=True, text=True, timeout=60,
+            user=self.user, env=self._pg_ctl_env, cwd="/", check=False,
+        )
+        if result.returncode:
+            log = self.data / "log"
+            tail = log.read_text()[-2000:] if log.is_file() else ""
+            raise RuntimeError(f"{program} failed: {result.stderr}{result.stdout}\n{tail}")
+
+    def configure(self, **settings: str) -> None:
+        with (self.data / "postgresql.conf").open("a") as conf:
+            for key, value in settings.items():
+                conf.write(f"{key} = {value}\n")
+
+    def add_file(self, name: str, content: bytes, mode: int = 0o600) -> Path:
+        path = self.data / name
+        path.write_bytes(content)
+        path.chmod(mode)
+        if self.user:
+            shutil.chown(path, self.user, self.user)
+        return path
+
+    def hba(self, *lines: str) -> None:
+        self.add_file("pg_hba.conf", ("\n".join(lines) + "\n").encode())
+
+    def start(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.data / "log"), "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def url(self, dbname: str = "postgres", **params: str) -> str:
+        auth = f"postgres:{self.password}" if self.password else "postgres"
+        query = "?" + "&".join(f"{k}={v}" for k, v in params.items()) if params else ""
+        return f"postgresql://{auth}@127.0.0.1:{self.port}/{dbname}{query}"
+
