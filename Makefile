@@ -23,7 +23,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 
 test: lint
-	$(PY) -m pytest --cov --cov-report=term
+	$(PY) -m pytest --cov --cov-report=term --basetemp=.pytest-tmp
 
 # A long randomized fuzz run; `make test` runs the same tests with few, fixed examples.
 fuzz: $(STAMP)
@@ -35,7 +35,7 @@ audit: $(STAMP)
 	$(PY) -m pip_audit --requirement requirements.txt --progress-spinner off
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage build dist .serverless
+	rm -rf $(VENV) .pytest_cache .pytest-tmp .ruff_cache .coverage build dist .serverless
 
 # ---- Deployment (docs/deploy.md) ------------------------------------------------------------
 # `make package` builds dist/cities.zip for the Lambda runtime (python3.12, x86_64) from manylinux

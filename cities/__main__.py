@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
 from . import config
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "serve":
         from . import create_app
 
+        # Stop cleanly on SIGTERM too, so the embedded PostgreSQL is shut down with us.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         app = create_app({"DATABASE_URL": settings["DATABASE_URL"]})
         print(f"serving the API at http://{args.host}:{args.port}  (Ctrl-C stops)", flush=True)
         app.run(host=args.host, port=args.port, threaded=True, use_reloader=False)
