@@ -23,7 +23,11 @@ from tests.lambda_events import Client
 
 # The handler reads its configuration at import: pin every setting so a developer's `.env` or
 # shell cannot leak into the suite (python-dotenv never overrides variables already set).
-for _name in ("API_KEYS", "MIGRATIONS_DATABASE_URL", "API_GATEWAY_BASE_PATH", "STRIP_STAGE_PATH"):
+for _name in (
+    "API_KEYS", "MIGRATIONS_DATABASE_URL", "API_GATEWAY_BASE_PATH", "STRIP_STAGE_PATH",
+    "DATABASE_URL_SSM_PARAMETER", "MIGRATIONS_DATABASE_URL_SSM_PARAMETER",
+    "API_KEYS_SSM_PARAMETER",
+):
     os.environ[_name] = ""
 os.environ["DB_CONNECT_TIMEOUT"] = "3"
 os.environ["DB_CONNECT_BUDGET"] = "1"
