@@ -12,21 +12,34 @@ from typing import Any
 
 import serverless_wsgi
 
-from cities import config, create_app
-from cities.migrate import migrate as apply_migrations
+from cities import config, create_app, ssm
+from cities.gateway import bad_event_response
 
 app = create_app()
 
 
 def api(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return serverless_wsgi.handle_request(app, event, context)
+    """Serve one HTTP event. The app answers every request itself; an exception here means
+    serverless-wsgi could not translate the event (say, a body flagged base64 that is not)."""
+    try:
+        return serverless_wsgi.handle_request(app, event, context)
+    except Exception as exc:
+        logging.getLogger("cities").warning("untranslatable event: %s", type(exc).__name__)
+        return bad_event_response("The request could not be read.")
 
 
 def migrate(event: dict[str, Any] | None = None, context: Any = None) -> dict[str, Any]:
     """Apply pending migrations; raising makes the invocation (and so the deploy) fail."""
+    from cities.migrate import migrate as apply_migrations  # not needed to serve requests
+
+    ssm.load(app.config)  # secrets named by *_SSM_PARAMETER; a missing one fails loudly here
     url = config.migrations_url(app.config)
     if not url:
         raise RuntimeError("Set MIGRATIONS_DATABASE_URL or DATABASE_URL to run migrations.")
-    result = apply_migrations(url, connect_timeout=app.config["DB_CONNECT_TIMEOUT"])
+    result = apply_migrations(
+        url,
+        connect_timeout=app.config["DB_CONNECT_TIMEOUT"],
+        connect_budget=app.config["DB_CONNECT_BUDGET"],
+    )
     logging.getLogger("cities").info("migrations: %s", result)
     return result

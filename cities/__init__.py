@@ -32,17 +32,20 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     log = logging.getLogger("cities")
     log.setLevel(app.config["LOG_LEVEL"])
-    if not app.config["DATABASE_URL"]:
+    from_ssm = "DATABASE_URL" in app.config.get("SSM_PARAMETERS", {})
+    if not app.config["DATABASE_URL"] and not from_ssm:
         log.warning(
             "DATABASE_URL is not set: requests that need the database will answer 503 "
             "until it is configured"
         )
 
-    from . import city_api, db, errors, meta_api
+    from . import city_api, db, errors, meta_api, request_log, ssm
     from .gateway import GatewayPaths
 
     db.init_app(app)
     errors.init_app(app)
+    request_log.init_app(app)
+    ssm.init_app(app)  # after the request timer: a 503 for missing settings is logged too
     app.register_blueprint(city_api.bp)
     app.register_blueprint(meta_api.bp)
     app.wsgi_app = GatewayPaths(app.wsgi_app)

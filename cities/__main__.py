@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
 from . import config
@@ -29,7 +30,9 @@ def _configure(command: str) -> tuple[dict, str]:
 def _migrate(settings: dict) -> dict:
     try:
         return migrate(
-            config.migrations_url(settings), connect_timeout=settings["DB_CONNECT_TIMEOUT"]
+            config.migrations_url(settings),
+            connect_timeout=settings["DB_CONNECT_TIMEOUT"],
+            connect_budget=settings["DB_CONNECT_BUDGET"],
         )
     except MigrationError as exc:
         sys.exit(f"migration failed: {exc}")
@@ -53,6 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "serve":
         from . import create_app
 
+        # Stop cleanly on SIGTERM too, so the embedded PostgreSQL is shut down with us.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         app = create_app({"DATABASE_URL": settings["DATABASE_URL"]})
         print(f"serving the API at http://{args.host}:{args.port}  (Ctrl-C stops)", flush=True)
         app.run(host=args.host, port=args.port, threaded=True, use_reloader=False)

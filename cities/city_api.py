@@ -13,9 +13,9 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from psycopg2 import errors as pgerrors
 
-from . import city_store
+from . import city_store, idempotency
 from .auth import require_key
-from .db import get_db
+from .db import commit, get_db
 from .errors import Conflict, NotFound
 from .listing import parse_list_query, parse_positive_id
 from .validation import city_fields, detail, read_json_body
@@ -49,14 +49,14 @@ def _conflict() -> Conflict:
     )
 
 
-def _write(operation, *args: Any) -> dict[str, Any] | None:
+def _write(operation, *args: Any) -> Any:
     """Run one write and commit it; a duplicate (name, state) pair becomes 409."""
     conn = get_db()
     try:
         result = operation(conn, *args)
     except pgerrors.UniqueViolation:
         raise _conflict() from None
-    conn.commit()
+    commit()
     return result
 
 
@@ -76,10 +76,25 @@ def list_cities() -> Response:
 
 @bp.post("/cities", strict_slashes=False)
 def create_city() -> tuple[Response, int, dict[str, str]]:
+    key = idempotency.parse_key(request.headers.get(idempotency.HEADER))
     fields = city_fields(read_json_body(request), partial=False)
-    city = _write(city_store.create_city, fields["name"], fields["state"])
-    location = url_for("cities.get_city", city_id=city["id"], _external=True)
-    return jsonify(city), 201, {"Location": location}
+    city, replayed = _write(_create, fields, key)
+    headers = {"Location": url_for("cities.get_city", city_id=city["id"], _external=True)}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return jsonify(city), 201, headers
+
+
+def _create(conn, fields: dict[str, str], key: str | None) -> tuple[dict[str, Any], bool]:
+    """(city, replayed): a new city, or the one a previous request with this key created."""
+    if key is not None:
+        replay = idempotency.claim(conn, key, idempotency.request_hash(fields))
+        if replay is not None:
+            return replay, True
+    city = city_store.create_city(conn, fields["name"], fields["state"])
+    if key is not None:
+        idempotency.remember(conn, key, city)
+    return city, False
 
 
 @bp.get("/cities/<city_id>", strict_slashes=False)

@@ -15,7 +15,12 @@ from typing import Any
 log = logging.getLogger("cities")
 
 DEFAULT_CONNECT_TIMEOUT = 5
+DEFAULT_CONNECT_BUDGET = 10.0
+DEFAULT_STATEMENT_TIMEOUT_MS = 5000
 DEFAULT_LOG_LEVEL = "INFO"
+# Settings that may instead name an SSM Parameter Store parameter: `<SETTING>_SSM_PARAMETER`.
+# cities.ssm fetches them at the first request (or migration) and keeps them for the container.
+SSM_SETTINGS = ("DATABASE_URL", "MIGRATIONS_DATABASE_URL", "API_KEYS")
 # Below the usual idle cut-offs between Lambda and a hosted Postgres (NAT gateways drop idle flows
 # after 350 s, poolers and serverless computes suspend after a few minutes).
 DEFAULT_CONNECTION_MAX_IDLE = 60.0
@@ -43,40 +48,23 @@ def parse_api_keys(raw: str | None) -> tuple[str, ...]:
     return tuple(key.strip() for key in raw.split(",") if key.strip())
 
 
-def parse_connect_timeout(raw: str | None) -> int:
+def parse_positive(name: str, raw: str | None, default: float, cast: type = int) -> float:
+    """A positive number from the environment; anything else logs a warning and keeps `default`."""
     if raw is None or raw.strip() == "":
-        return DEFAULT_CONNECT_TIMEOUT
+        return default
     try:
-        value = int(raw)
+        value = cast(raw)
     except ValueError:
         value = 0
-    if value < 1:
-        log.warning(
-            "DB_CONNECT_TIMEOUT=%r is not a positive whole number of seconds; using %d",
-            raw,
-            DEFAULT_CONNECT_TIMEOUT,
-        )
-        return DEFAULT_CONNECT_TIMEOUT
+    if not value > 0:
+        log.warning("%s=%r is not a positive number; using %s", name, raw, default)
+        return default
     return value
 
 
 def parse_flag(raw: str | None) -> bool:
     """An on/off setting: `1`, `true`, `yes`, `on` (any case) mean on; anything else off."""
     return (raw or "").strip().lower() in _TRUE
-
-
-def parse_seconds(raw: str | None, default: float) -> float:
-    """A positive number of seconds; a bad value is logged and replaced by `default`."""
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
-    if not value > 0 or value == float("inf"):
-        log.warning("%r is not a positive number of seconds; using %s", raw, default)
-        return default
-    return value
 
 
 def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -86,12 +74,28 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "DATABASE_URL": env.get("DATABASE_URL") or None,
         "MIGRATIONS_DATABASE_URL": env.get("MIGRATIONS_DATABASE_URL") or None,
         "API_KEYS": parse_api_keys(env.get("API_KEYS")),
-        "DB_CONNECT_TIMEOUT": parse_connect_timeout(env.get("DB_CONNECT_TIMEOUT")),
+        "DB_CONNECT_TIMEOUT": parse_positive(
+            "DB_CONNECT_TIMEOUT", env.get("DB_CONNECT_TIMEOUT"), DEFAULT_CONNECT_TIMEOUT
+        ),
+        # Total time for connecting, retries included; keep it below the Lambda timeout.
+        "DB_CONNECT_BUDGET": parse_positive(
+            "DB_CONNECT_BUDGET", env.get("DB_CONNECT_BUDGET"), DEFAULT_CONNECT_BUDGET, float
+        ),
+        "DB_STATEMENT_TIMEOUT_MS": parse_positive(
+            "DB_STATEMENT_TIMEOUT_MS", env.get("DB_STATEMENT_TIMEOUT_MS"),
+            DEFAULT_STATEMENT_TIMEOUT_MS,
+        ),
         "LOG_LEVEL": (env.get("LOG_LEVEL") or DEFAULT_LOG_LEVEL).upper(),
+        "SSM_PARAMETERS": {
+            name: env[f"{name}_SSM_PARAMETER"].strip()
+            for name in SSM_SETTINGS
+            if (env.get(f"{name}_SSM_PARAMETER") or "").strip()
+        },
         # Opt-in: keep one connection per warm container (see cities.db). Off by default.
         "DB_CONNECTION_REUSE": parse_flag(env.get("DB_CONNECTION_REUSE")),
-        "DB_CONNECTION_MAX_IDLE": parse_seconds(
-            env.get("DB_CONNECTION_MAX_IDLE"), DEFAULT_CONNECTION_MAX_IDLE
+        "DB_CONNECTION_MAX_IDLE": parse_positive(
+            "DB_CONNECTION_MAX_IDLE", env.get("DB_CONNECTION_MAX_IDLE"),
+            DEFAULT_CONNECTION_MAX_IDLE, float,
         ),
     }
 

@@ -5,24 +5,31 @@ stale without notice and pins a slot on the server; a request opens its own conn
 first needs one and closes it in teardown, whatever happened. Requests that need no data
 (`/openapi.json`, an unknown route, a body refused before any query) open none.
 
+Only connecting is retried (a scale-to-zero database may be waking up): once a query may have
+reached the server it is never replayed, so a write is never applied twice behind a client's back.
+
 Opt-in (`DB_CONNECTION_REUSE`): a warm container keeps one connection between requests, because
 connecting to a hosted Postgres costs TCP + TLS + SCRAM round trips on every request. The kept
 connection is handed out again only when it looks healthy without a round trip (open, idle for
 less than `DB_CONNECTION_MAX_IDLE` seconds, no transaction, and nothing unread on its socket: a
-backend that was terminated or a server that went down leaves a notice or EOF there), otherwise it
-is dropped and a new one opened before anything was sent. At the end of a request a clean
-connection is kept (an open read transaction is rolled back first); after any database error or
-unhandled exception it is closed, so no transaction or broken state reaches the next request.
-A connection that dies silently while kept (no notice, no EOF) fails its next request once with
-503 and is then replaced.
+backend that was terminated or a server that went down leaves a notice or EOF there); otherwise
+it is dropped and a new one opened. If it still fails on the request's first statement (the
+`BEGIN`, so nothing of the request was sent), it is replaced transparently too. At the end of a
+request a clean connection is kept (an open transaction is rolled back first); after any database
+error or unhandled exception it is closed, so no transaction or broken state reaches the next
+request.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import os
+import random
 import select
 import threading
 import time
+from collections.abc import Sequence
 
 import psycopg2
 import psycopg2.extensions
@@ -37,12 +44,80 @@ _EXTENSION = "cities.kept_connection"
 _IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
 _INTRANS = psycopg2.extensions.TRANSACTION_STATUS_INTRANS
 
+# Connection failures no retry can fix: fail at once instead of burning the request's budget.
+PERMANENT_FAILURES = (
+    "password authentication failed",
+    "authentication failed",
+    "does not exist",  # database or role
+    "no pg_hba.conf entry",
+    "could not translate host name",
+    "certificate verify failed",
+    "server does not support ssl",
+    "invalid sslmode",
+    "invalid connection option",
+    "invalid dsn",
+    "invalid uri",
+    "missing \"=\"",
+    "root certificate file",
+)
 
-def connect(url: str, connect_timeout: int, application_name: str = APPLICATION_NAME):
-    """A new connection; keyword settings take precedence over those in the URL."""
-    return psycopg2.connect(
-        url, connect_timeout=connect_timeout, application_name=application_name
-    )
+# CA bundles present on Lambda (Amazon Linux) and Debian-like systems. psycopg2-binary's bundled
+# OpenSSL looks for its defaults under its build host's paths, so `verify-full` without an
+# explicit `sslrootcert` would fail on Lambda; we point it at a bundle that exists.
+CA_BUNDLES = (
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/ssl/cert.pem",
+)
+
+
+def is_permanent(error: psycopg2.OperationalError) -> bool:
+    message = str(error).lower()
+    return any(marker in message for marker in PERMANENT_FAILURES)
+
+
+def ssl_root_cert(url: str, candidates: Sequence[str] | None = None) -> str | None:
+    """A CA bundle for `verify-ca`/`verify-full` unless the URL or PGSSLROOTCERT names one."""
+    params = psycopg2.extensions.parse_dsn(url)
+    mode = params.get("sslmode") or os.environ.get("PGSSLMODE", "")
+    if mode not in ("verify-ca", "verify-full"):
+        return None
+    if params.get("sslrootcert") or os.environ.get("PGSSLROOTCERT"):
+        return None
+    return next((path for path in candidates or CA_BUNDLES if os.path.isfile(path)), None)
+
+
+def connect(
+    url: str,
+    connect_timeout: int,
+    application_name: str = APPLICATION_NAME,
+    budget: float = 0.0,
+):
+    """A new connection, retrying transient failures with jittered backoff within `budget` s.
+
+    Keyword settings take precedence over those in the URL.
+    """
+    options: dict[str, object] = {"application_name": application_name}
+    root_cert = ssl_root_cert(url)
+    if root_cert:
+        options["sslrootcert"] = root_cert
+    deadline = time.monotonic() + budget
+    attempt = 0
+    while True:
+        remaining = math.ceil(deadline - time.monotonic())
+        # Never start an attempt that could outlive the budget (libpq rounds 1 s up to 2 s).
+        options["connect_timeout"] = max(1, min(connect_timeout, remaining)) if budget else (
+            connect_timeout
+        )
+        try:
+            return psycopg2.connect(url, **options)
+        except psycopg2.OperationalError as exc:
+            attempt += 1
+            delay = random.uniform(0, min(1.0, 0.1 * 2**attempt))  # noqa: S311 - jitter only
+            if is_permanent(exc) or time.monotonic() + delay >= deadline:
+                raise
+            log.info("connection attempt %d failed (%s); retrying", attempt, type(exc).__name__)
+            time.sleep(delay)
 
 
 def _discard(conn: psycopg2.extensions.connection) -> None:
@@ -119,33 +194,72 @@ def _reusable(conn: psycopg2.extensions.connection) -> bool:
     status = conn.get_transaction_status()
     if status == _INTRANS:  # a read (or an uncommitted write): end it, never carry it over
         try:
-            conn.rollback()
+            with conn.cursor() as cur:
+                cur.execute("ROLLBACK")
         except psycopg2.Error:
             return False
         status = conn.get_transaction_status()
     return status == _IDLE
 
 
+def _begin(conn: psycopg2.extensions.connection, statement_timeout_ms: int) -> None:
+    conn.autocommit = True  # transactions are explicit: see get_db
+    with conn.cursor() as cur:
+        cur.execute("BEGIN; SET LOCAL statement_timeout = %s", (statement_timeout_ms,))
+
+
+def _reuse(config: dict) -> psycopg2.extensions.connection | None:
+    """The kept connection with this request's transaction begun, or None to connect anew.
+
+    A kept connection that fails on `BEGIN` died silently while idle; nothing of this request
+    reached the server, so it is dropped and the request simply opens a new one.
+    """
+    conn = kept_connection(current_app).take(config["DB_CONNECTION_MAX_IDLE"])
+    if conn is None:
+        return None
+    try:
+        _begin(conn, config["DB_STATEMENT_TIMEOUT_MS"])
+    except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+        log.info("kept connection failed before use (%s); reconnecting", type(exc).__name__)
+        _discard(conn)
+        return None
+    return conn
+
+
 def get_db() -> psycopg2.extensions.connection:
-    """This request's connection: the kept one when reuse is on and it is healthy, else new."""
+    """This request's connection, opened on first use, inside a transaction with a timeout.
+
+    `BEGIN` and `SET LOCAL statement_timeout` travel in one round trip (the one psycopg2 would
+    spend on its implicit BEGIN); a startup `options` parameter would be simpler but poolers
+    such as Neon's refuse it.
+    """
     conn = g.get("db")
     if conn is None:
-        url = current_app.config.get("DATABASE_URL")
+        config = current_app.config
+        url = config.get("DATABASE_URL")
         if not url:
             log.error("DATABASE_URL is not set: the API cannot reach its database")
             raise ServiceUnavailable("The service is not configured: its database URL is missing.")
-        if current_app.config.get("DB_CONNECTION_REUSE"):
-            conn = kept_connection(current_app).take(current_app.config["DB_CONNECTION_MAX_IDLE"])
+        g.db_state = "failed"
+        if config.get("DB_CONNECTION_REUSE"):
+            conn = _reuse(config)
             if conn is not None:
-                g.db = conn
+                g.db, g.db_state = conn, "reused"
                 return conn
         try:
-            conn = connect(url, current_app.config["DB_CONNECT_TIMEOUT"])
+            conn = connect(url, config["DB_CONNECT_TIMEOUT"], budget=config["DB_CONNECT_BUDGET"])
         except psycopg2.OperationalError as exc:
             log.warning("cannot connect to the database: %s", type(exc).__name__)
             raise ServiceUnavailable("The database is unavailable; retry shortly.") from None
-        g.db = conn
+        g.db, g.db_state = conn, "opened"
+        _begin(conn, config["DB_STATEMENT_TIMEOUT_MS"])
     return conn
+
+
+def commit() -> None:
+    """Commit this request's transaction; without it, closing the connection rolls back."""
+    with g.db.cursor() as cur:
+        cur.execute("COMMIT")
 
 
 def close_db(exc: BaseException | None = None) -> None:

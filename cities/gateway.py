@@ -10,6 +10,7 @@ path mapping) is applied by serverless-wsgi itself and left alone here.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -35,8 +36,29 @@ def script_name_for(event: dict[str, Any], path_info: str) -> tuple[str, str] | 
     return "", path_info
 
 
+def bad_event_response(message: str) -> dict[str, Any]:
+    """A JSON 400 for an event serverless-wsgi cannot translate, valid for every front door."""
+    body = json.dumps({"error": {"code": "bad_request", "message": message, "details": []}})
+    return {
+        "statusCode": 400,
+        "statusDescription": "400 Bad Request",
+        "headers": {
+            "Content-Type": "application/json",
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+        },
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
 class GatewayPaths:
-    """WSGI middleware applying `script_name_for` to requests that came through Lambda."""
+    """WSGI middleware fixing what serverless-wsgi gets wrong for Lambda events.
+
+    Besides the URL prefix (`script_name_for`), it drops `Transfer-Encoding`: the front door has
+    already de-chunked the body, serverless-wsgi sets an exact CONTENT_LENGTH, and Werkzeug would
+    otherwise ignore that length and read a chunked body as empty.
+    """
 
     def __init__(self, app: WSGIApp) -> None:
         self.app = app
@@ -47,4 +69,5 @@ class GatewayPaths:
             fixed = script_name_for(event, environ.get("PATH_INFO", ""))
             if fixed is not None:
                 environ["SCRIPT_NAME"], environ["PATH_INFO"] = fixed
+            environ.pop("HTTP_TRANSFER_ENCODING", None)
         return self.app(environ, start_response)

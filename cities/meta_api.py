@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from . import migrate
 from .db import get_db
 from .errors import SCHEMA_MISSING, ServiceUnavailable
 
@@ -14,6 +13,8 @@ bp = Blueprint("meta", __name__)
 @bp.get("/health")
 def health() -> Response:
     """200 only when the database answers and its schema is at least as new as this code."""
+    from . import migrate  # only health needs it: keep it out of Lambda init
+
     version = migrate.current_version(get_db())
     expected = migrate.latest_version()
     if version < expected:

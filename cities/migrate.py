@@ -80,11 +80,12 @@ def migrate(
     url: str,
     *,
     connect_timeout: int = 10,
+    connect_budget: float = 0.0,
     directory: Path = MIGRATIONS_DIR,
 ) -> dict[str, Any]:
     """Apply pending migrations; returns what was applied and the resulting version."""
     migrations = load_migrations(directory)
-    conn = db.connect(url, connect_timeout, application_name="cities-migrate")
+    conn = db.connect(url, connect_timeout, "cities-migrate", budget=connect_budget)
     try:
         conn.autocommit = True
         with conn.cursor() as cur:

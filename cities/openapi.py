@@ -10,9 +10,21 @@ from typing import Any
 from .listing import DEFAULT_LIMIT, MAX_LIMIT, SORTS
 from .validation import MAX_TEXT_LENGTH
 
-# Characters a stored name or state may hold: anything but C0/C1 controls and surrogates, with
-# no leading or trailing whitespace (the API trims).
-_TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_LENGTH}
+# What the API accepts for a name or state: up to 100 characters, no C0/C1 control characters,
+# and something besides whitespace (the API trims). What it returns is already trimmed.
+_NO_CONTROLS = "[^\\u0000-\\u001f\\u007f-\\u009f]"
+_TEXT = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_TEXT_LENGTH,
+    "pattern": f"^{_NO_CONTROLS}*[^\\s\\u0000-\\u001f\\u007f-\\u009f]{_NO_CONTROLS}*$",
+}
+_SEARCH = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_TEXT_LENGTH,
+    "pattern": f"^{_NO_CONTROLS}+$",
+}
 
 
 def _error_ref(description: str, *, retry: bool = False, extra: dict | None = None) -> dict:
@@ -51,10 +63,23 @@ def _responses(success: dict[str, dict], *codes: str) -> dict[str, dict]:
     return {**success, **{code: _ERRORS[code] for code in (*codes, "500", "503")}}
 
 
+# Where a returned city leads next: lets clients (and stateful fuzzers) chain calls on its id.
+_CITY_LINKS = {
+    name: {"operationId": operation, "parameters": {"id": "$response.body#/id"}}
+    for name, operation in (
+        ("GetCity", "getCity"),
+        ("ReplaceCity", "replaceCity"),
+        ("UpdateCity", "updateCity"),
+        ("DeleteCity", "deleteCity"),
+    )
+}
+
+
 def _city_response(description: str, headers: dict | None = None) -> dict:
     response: dict[str, Any] = {
         "description": description,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/City"}}},
+        "links": _CITY_LINKS,
     }
     if headers:
         response["headers"] = headers
@@ -79,6 +104,20 @@ _ID = {
 _SECURED = [{}, {"bearer": []}]
 
 
+def _update_op(operation_id: str, summary: str, body_schema: str) -> dict:
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "security": _SECURED,
+        "parameters": [_ID],
+        "requestBody": _body(body_schema),
+        "responses": _responses(
+            {"200": _city_response("The updated city.")},
+            "400", "401", "404", "409", "413", "415", "422",
+        ),
+    }
+
+
 def document() -> dict[str, Any]:
     item_ops = {
         "get": {
@@ -87,28 +126,9 @@ def document() -> dict[str, Any]:
             "parameters": [_ID],
             "responses": _responses({"200": _city_response("The city.")}, "404"),
         },
-        "put": {
-            "operationId": "replaceCity",
-            "summary": "Replace a city's name and state (both required).",
-            "security": _SECURED,
-            "parameters": [_ID],
-            "requestBody": _body("CityInput"),
-            "responses": _responses(
-                {"200": _city_response("The updated city.")},
-                "400", "401", "404", "409", "413", "415", "422",
-            ),
-        },
-        "patch": {
-            "operationId": "updateCity",
-            "summary": "Change a city's name, state, or both.",
-            "security": _SECURED,
-            "parameters": [_ID],
-            "requestBody": _body("CityPatch"),
-            "responses": _responses(
-                {"200": _city_response("The updated city.")},
-                "400", "401", "404", "409", "413", "415", "422",
-            ),
-        },
+        "put": _update_op("replaceCity", "Replace a city's name and state (both required).",
+                          "CityInput"),
+        "patch": _update_op("updateCity", "Change a city's name, state, or both.", "CityPatch"),
         "delete": {
             "operationId": "deleteCity",
             "summary": "Delete a city.",
@@ -135,7 +155,7 @@ def document() -> dict[str, Any]:
             "name": "q",
             "in": "query",
             "description": "Case-insensitive substring of the name; `%`, `_`, `\\` are literal.",
-            "schema": _TEXT,
+            "schema": _SEARCH,
         },
         {
             "name": "sort",
@@ -190,13 +210,28 @@ def document() -> dict[str, Any]:
                     "operationId": "createCity",
                     "summary": "Create a city.",
                     "security": _SECURED,
+                    "parameters": [
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "description": "Makes retries safe: a repeat within 24 hours returns "
+                            "the first response; reuse with another body is 422.",
+                            "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
+                        }
+                    ],
                     "requestBody": _body("CityInput"),
                     "responses": _responses(
                         {
                             "201": _city_response(
                                 "The created city.",
-                                {"Location": {"description": "The new city's URL.",
-                                              "schema": {"type": "string"}}},
+                                {
+                                    "Location": {"description": "The new city's URL.",
+                                                 "schema": {"type": "string"}},
+                                    "Idempotent-Replayed": {
+                                        "description": "`true` when this is a replay.",
+                                        "schema": {"type": "string"},
+                                    },
+                                },
                             )
                         },
                         "400", "401", "409", "413", "415", "422",
@@ -290,7 +325,7 @@ def document() -> dict[str, Any]:
                                         "type": "object",
                                         "properties": {
                                             "field": {"type": "string"},
-                                            "in": {"enum": ["body", "query"]},
+                                            "in": {"enum": ["body", "query", "header"]},
                                             "message": {"type": "string"},
                                         },
                                     },

@@ -49,6 +49,9 @@ def read_json_body(request: Request) -> Any:
     """The decoded body: 415 unless JSON, 413 past the size limit, 400 unless well-formed."""
     if request.mimetype != "application/json":
         raise UnsupportedMediaType()
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise UnsupportedMediaType("Compressed request bodies are not supported; send plain JSON.")
     charset = request.mimetype_params.get("charset")
     if charset is not None and charset.lower() not in ACCEPTED_CHARSETS:
         raise UnsupportedMediaType("JSON bodies must be encoded as UTF-8.")

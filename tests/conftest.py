@@ -23,9 +23,14 @@ from tests.lambda_events import Client
 
 # The handler reads its configuration at import: pin every setting so a developer's `.env` or
 # shell cannot leak into the suite (python-dotenv never overrides variables already set).
-for _name in ("API_KEYS", "MIGRATIONS_DATABASE_URL", "API_GATEWAY_BASE_PATH", "STRIP_STAGE_PATH"):
+for _name in (
+    "API_KEYS", "MIGRATIONS_DATABASE_URL", "API_GATEWAY_BASE_PATH", "STRIP_STAGE_PATH",
+    "DATABASE_URL_SSM_PARAMETER", "MIGRATIONS_DATABASE_URL_SSM_PARAMETER",
+    "API_KEYS_SSM_PARAMETER",
+):
     os.environ[_name] = ""
 os.environ["DB_CONNECT_TIMEOUT"] = "3"
+os.environ["DB_CONNECT_BUDGET"] = "1"
 os.environ["LOG_LEVEL"] = "INFO"
 
 
@@ -99,7 +104,7 @@ def sql(database_url: str) -> Iterator[Any]:
             cur.execute(query, params)
             return cur.fetchall() if cur.description else []
 
-    run("TRUNCATE city RESTART IDENTITY")
+    run("TRUNCATE city, idempotency_key RESTART IDENTITY")
     yield run
     conn.close()
 
@@ -149,3 +154,17 @@ def open_connections(database_url: str, application_name: str = "cities") -> int
             time.sleep(0.05)
     finally:
         conn.close()
+
+
+@pytest.fixture
+def client_for(database_url: str, sql: Any):
+    """A client for a separately built app, e.g. `client_for(DATABASE_URL=None)`."""
+    import serverless_wsgi
+
+    from cities import create_app
+
+    def build(**config: Any) -> Client:
+        app = create_app({"DATABASE_URL": database_url, **config})
+        return Client(lambda event, context: serverless_wsgi.handle_request(app, event, context))
+
+    return build

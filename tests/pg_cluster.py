@@ -1,164 +1,123 @@
-"""A throwaway PostgreSQL cluster reached like a hosted one: TCP on 127.0.0.1, SCRAM passwords.
+"""A throwaway PostgreSQL cluster a test may stop, restart or configure (TCP, TLS, passwords).
 
-The pgserver fixture talks over a Unix socket with trust auth, which hides what a Lambda pays on
-every connect (TCP, then the SCRAM exchange). The benchmark and the connection-reuse tests (which
-restart the server) need a cluster of their own, so this builds one with `initdb`: from the
-system's PostgreSQL when `pg_config` names one (its contrib modules include pg_trgm), else from
-the binaries bundled in the pgserver wheel. It never touches a server already running on the
-machine: it picks a free port and its own data directory, and removes both when stopped.
+Built from the binaries the `pgserver` wheel ships, so it needs no PostgreSQL on the machine;
+those are built without OpenSSL, so TLS tests look for an SSL-capable installation instead
+(`ssl_capable_bindir`) and skip where there is none. PostgreSQL refuses to run as root; as
+root, the cluster runs as pgserver's system user.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import socket
+import stat
 import subprocess
-import tempfile
-import time
 from pathlib import Path
 
-import psycopg2
-from psycopg2.extensions import make_dsn
+from pgserver import _commands
+from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
 
-# initdb and postgres refuse to run as root; pgserver creates this unprivileged user when root.
-SYSTEM_USER = "pgserver"
+BIN = _commands.POSTGRES_BIN_PATH
 
 
-def find_bindir() -> Path:
-    """`PG_BINDIR`, else the system PostgreSQL (`pg_config --bindir`), else pgserver's."""
-    explicit = os.environ.get("PG_BINDIR")
-    if explicit:
-        return Path(explicit)
+def ssl_capable_bindir() -> Path | None:
+    """A PostgreSQL bin directory whose server links OpenSSL (e.g. Debian's postgresql package)."""
+    candidates = []
     pg_config = shutil.which("pg_config")
     if pg_config:
-        out = subprocess.run(  # noqa: S603 - a fixed argument list
-            [pg_config, "--bindir"], capture_output=True, text=True, check=False
-        )
-        bindir = Path(out.stdout.strip())
-        if out.returncode == 0 and (bindir / "initdb").exists():
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
+        candidates.append(Path(out.stdout.strip()))
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    for bindir in candidates:
+        server = bindir / "postgres"
+        if server.is_file() and b"libssl" in server.read_bytes():
             return bindir
-    from pgserver._commands import POSTGRES_BIN_PATH
-
-    return Path(POSTGRES_BIN_PATH)
+    return None
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class Cluster:
-    """One PostgreSQL server in a temporary directory, with a `postgres` superuser password."""
-
-    def __init__(self, bindir: Path | None = None, settings: dict[str, str] | None = None) -> None:
-        self.bindir = bindir or find_bindir()
-        self.settings = settings or {}
-        self.password = secrets.token_urlsafe(16)
+    def __init__(
+        self, root: Path, *, password: str | None = None, bindir: Path = BIN
+    ) -> None:
+        self.bindir = bindir
+        self.data = root / "data"
         self.port = free_port()
-        self.root = Path(tempfile.mkdtemp(prefix="cities-pg-"))
-        self.data = self.root / "data"
-        self.logfile = self.root / "server.log"
-        self._user = SYSTEM_USER if os.geteuid() == 0 else None
-
-    # -- processes -------------------------------------------------------------------------
-    def _run(self, *args: str) -> str:
-        out = subprocess.run(  # noqa: S603 - arguments built here, never from input
-            [str(self.bindir / args[0]), *args[1:]],
-            capture_output=True,
-            text=True,
-            user=self._user,
-            check=False,
-            timeout=120,
+        self.password = password
+        self.user = None
+        if os.geteuid() == 0:
+            self.user = "pgserver"
+            ensure_user_exists(self.user)
+            readable = stat.S_IRGRP | stat.S_IROTH
+            ensure_prefix_permissions(BIN)
+            ensure_folder_permissions(BIN.parent, readable | stat.S_IXGRP | stat.S_IXOTH)
+        self._pg_ctl_env = {**os.environ, "LC_ALL": "C.UTF-8"}
+        self.data.mkdir(parents=True)
+        self._own(root)
+        self._own(self.data)
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--encoding=utf8",
+                  "--auth-local=trust", "--auth-host=" + ("scram-sha-256" if password else "trust"),
+                  *(["--pwfile", str(self._pwfile(root))] if password else []))
+        self.configure(
+            listen_addresses="'127.0.0.1'",
+            port=str(self.port),
+            unix_socket_directories=f"'{self.data}'",
+            fsync="off",
+            password_encryption="'scram-sha-256'",
         )
-        if out.returncode != 0:
-            raise RuntimeError(f"{args[0]} failed: {out.stderr.strip() or out.stdout.strip()}")
-        return out.stdout
 
-    def _prepare_root(self) -> None:
-        if self._user is None:
-            return
-        import pwd
+    def _pwfile(self, root: Path) -> Path:
+        path = root / "pwfile"
+        path.write_text(self.password + "\n")
+        if self.user:
+            shutil.chown(path, self.user, self.user)
+        return path
 
-        from pgserver.utils import ensure_prefix_permissions, ensure_user_exists
+    def _own(self, path: Path) -> None:
+        if self.user:
+            ensure_prefix_permissions(path)
+            shutil.chown(path, self.user, self.user)
 
-        ensure_user_exists(self._user)
-        ensure_prefix_permissions(self.root)
-        if "site-packages" in str(self.bindir):
-            ensure_prefix_permissions(self.bindir)
-        entry = pwd.getpwnam(self._user)
-        os.chown(self.root, entry.pw_uid, entry.pw_gid)
+    def _run(self, program: str, *args: str) -> None:
+        result = subprocess.run(
+            [str(self.bindir / program), *args], capture_output=True, text=True, timeout=60,
+            user=self.user, env=self._pg_ctl_env, cwd="/", check=False,
+        )
+        if result.returncode:
+            log = self.data / "log"
+            tail = log.read_text()[-2000:] if log.is_file() else ""
+            raise RuntimeError(f"{program} failed: {result.stderr}{result.stdout}\n{tail}")
 
-    def start(self) -> Cluster:
-        """initdb (SCRAM for TCP, password for `postgres`) and start; returns self."""
-        self._prepare_root()
-        pwfile = self.root / "pw"
-        pwfile.write_text(self.password + "\n")
-        if self._user is not None:
-            shutil.chown(pwfile, self._user)
-        self._run(
-            "initdb", "-D", str(self.data), "-U", "postgres", "-E", "UTF8", "--no-sync",
-            "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}",
-        )  # fmt: skip
-        pwfile.unlink()
-        options = {
-            "listen_addresses": "127.0.0.1",
-            "port": str(self.port),
-            "unix_socket_directories": str(self.root),
-            "password_encryption": "scram-sha-256",
-            **self.settings,
-        }
-        conf = "".join(f"{key} = '{value}'\n" for key, value in options.items())
-        with (self.data / "postgresql.auto.conf").open("a") as f:
-            f.write(conf)
-        self._pg_ctl("start")
-        return self
+    def configure(self, **settings: str) -> None:
+        with (self.data / "postgresql.conf").open("a") as conf:
+            for key, value in settings.items():
+                conf.write(f"{key} = {value}\n")
 
-    def _pg_ctl(self, action: str, mode: str = "fast") -> None:
-        args = ["pg_ctl", "-D", str(self.data), "-w", "-t", "60", "-m", mode]
-        if action != "stop":
-            args += ["-l", str(self.logfile)]
-        self._run(*args, action)
+    def add_file(self, name: str, content: bytes, mode: int = 0o600) -> Path:
+        path = self.data / name
+        path.write_bytes(content)
+        path.chmod(mode)
+        if self.user:
+            shutil.chown(path, self.user, self.user)
+        return path
 
-    def restart(self) -> None:
-        """A server restart: every backend is terminated, then the server accepts again."""
-        self._pg_ctl("restart")
+    def hba(self, *lines: str) -> None:
+        self.add_file("pg_hba.conf", ("\n".join(lines) + "\n").encode())
 
-    def stop(self) -> None:
-        """Stop the server (immediately) and remove its directory."""
-        try:
-            if (self.data / "postmaster.pid").exists():
-                self._pg_ctl("stop", mode="immediate")
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
+    def start(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.data / "log"), "-w", "start")
 
-    # -- clients ---------------------------------------------------------------------------
-    def url(self, dbname: str = "postgres") -> str:
-        """A TCP URL with the password, as a hosted database's would be."""
-        return make_dsn(
-            host="127.0.0.1", port=self.port, user="postgres", password=self.password,
-            dbname=dbname, sslmode="disable",
-        )  # fmt: skip
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
 
-    def create_database(self, name: str) -> str:
-        conn = psycopg2.connect(self.url())
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            conn.close()
-        return self.url(name)
+    def url(self, dbname: str = "postgres", **params: str) -> str:
+        auth = f"postgres:{self.password}" if self.password else "postgres"
+        query = "?" + "&".join(f"{k}={v}" for k, v in params.items()) if params else ""
+        return f"postgresql://{auth}@127.0.0.1:{self.port}/{dbname}{query}"
 
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                psycopg2.connect(self.url(), connect_timeout=2).close()
-                return
-            except psycopg2.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)

@@ -1,0 +1,121 @@
+"""Secrets from SSM Parameter Store, read once per Lambda container.
+
+On Lambda, `DATABASE_URL`, `MIGRATIONS_DATABASE_URL` and `API_KEYS` may be given as parameter
+*names* (`DATABASE_URL_SSM_PARAMETER=/cities/prod/database-url`, SecureString) instead of values,
+so no secret sits in the function's configuration or the CloudFormation template.
+
+- boto3 is imported only when a parameter is named: it ships with the Lambda runtime (it is kept
+  out of the zip) and costs ~100 ms to import, which a deploy-time configuration never pays.
+- The read happens at the first request, not at import: an import that fails would leave the
+  container crash-looping with nothing but a stack trace, whereas a request can be answered with
+  a JSON 503 while the log names the missing parameter.
+- Values are kept for the container's life (one `GetParameters` call per cold start). A failed
+  read is not cached, so fixing the parameter heals warm containers on their next request.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+from flask import Flask, current_app
+
+from . import config
+from .errors import ServiceUnavailable
+
+log = logging.getLogger("cities")
+
+# Client timeouts: an in-region GetParameters takes tens of milliseconds; at worst two attempts
+# (~6 s) plus the database's connect budget and a statement still fit in the API function's
+# timeout (serverless.yml; tests/test_deploy.py checks the sum).
+CONNECT_TIMEOUT = 1
+READ_TIMEOUT = 2
+MAX_ATTEMPTS = 2
+
+_cache: dict[str, str] = {}  # parameter name -> decrypted value, for this container's life
+_lock = threading.Lock()
+
+
+class SsmConfigError(RuntimeError):
+    """A named parameter could not be read; the message names it (never its value)."""
+
+
+def clear_cache() -> None:
+    """Forget fetched values (tests; a new container starts with an empty cache anyway)."""
+    with _lock:
+        _cache.clear()
+
+
+def _client() -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "ssm",
+        config=Config(
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=READ_TIMEOUT,
+            retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+        ),
+    )
+
+
+def fetch(names: list[str]) -> dict[str, str]:
+    """Decrypted values of `names`, from the cache or one `GetParameters` call for the rest."""
+    with _lock:
+        missing = sorted({name for name in names if name not in _cache})
+        if missing:
+            try:
+                reply = _client().get_parameters(Names=missing, WithDecryption=True)
+            except ImportError as exc:
+                raise SsmConfigError(
+                    f"boto3 is needed to read SSM parameters {missing} but is not installed"
+                ) from exc
+            except Exception as exc:  # botocore's errors: credentials, network, access denied
+                raise SsmConfigError(
+                    f"cannot read SSM parameters {missing}: {type(exc).__name__}: {exc}"
+                ) from exc
+            if reply.get("InvalidParameters"):
+                raise SsmConfigError(
+                    f"SSM parameters not found: {sorted(reply['InvalidParameters'])} "
+                    "(create them as SecureString, see docs/deploy.md)"
+                )
+            for parameter in reply["Parameters"]:
+                _cache[parameter["Name"]] = parameter["Value"]
+        return {name: _cache[name] for name in names}
+
+
+def load(settings: MutableMapping[str, Any]) -> None:
+    """Replace each setting named in `SSM_PARAMETERS` by its parameter's value (once).
+
+    Raises SsmConfigError when a parameter cannot be read; the settings are then unchanged.
+    """
+    wanted: Mapping[str, str] = settings.get("SSM_PARAMETERS") or {}
+    if not wanted or settings.get("SSM_LOADED"):
+        return
+    values = fetch(list(wanted.values()))
+    for setting, name in wanted.items():
+        value = values[name]
+        settings[setting] = config.parse_api_keys(value) if setting == "API_KEYS" else value
+    settings["SSM_LOADED"] = True
+    log.info("configuration read from SSM: %s", ", ".join(sorted(wanted)))
+
+
+def _before_request() -> None:
+    try:
+        load(current_app.config)
+    except SsmConfigError as exc:
+        log.error("configuration unavailable: %s", exc)
+        raise ServiceUnavailable(
+            "The service is not configured: its settings could not be read from "
+            "SSM Parameter Store."
+        ) from None
+
+
+def init_app(app: Flask) -> None:
+    """Read the named parameters before the first request that runs (all requests fail closed
+    until they can be read: a missing `API_KEYS` must never leave writes open)."""
+    if app.config.get("SSM_PARAMETERS"):
+        app.before_request(_before_request)

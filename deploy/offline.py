@@ -1,0 +1,50 @@
+"""`make offline`: the service under serverless-offline, against a local PostgreSQL.
+
+serverless-offline emulates the HTTP API and runs `handler.api` with the virtualenv's Python, so
+the events, routing and CORS are the deployed ones while the code stays editable. The database is
+DATABASE_URL (environment or `.env`) when set, else the embedded PostgreSQL of `make run`; this
+process keeps that server alive while the emulator runs, and applies migrations first (a deploy
+runs them through the migrate function).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main(argv: list[str]) -> int:
+    """Run the command after `--` with DATABASE_URL set to a migrated local database."""
+    command = argv[argv.index("--") + 1:] if "--" in argv else argv
+    if not command:
+        print("usage: offline.py -- COMMAND...", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(ROOT))
+    from cities import config
+    from cities.migrate import migrate
+
+    config.load_dotenv_if_present(ROOT / ".env")
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        from cities import embedded
+
+        url = embedded.start(ROOT / embedded.DEFAULT_DATA_DIR)
+        print(f"database: embedded PostgreSQL 16 (data in {embedded.DEFAULT_DATA_DIR}/)")
+    else:
+        print("database: DATABASE_URL")
+    result = migrate(os.environ.get("MIGRATIONS_DATABASE_URL") or url)
+    print(f"migrations: applied {result['applied'] or 'nothing new'}", flush=True)
+    venv = Path(sys.executable).parent.parent
+    env = {**os.environ, "DATABASE_URL": url, "VIRTUAL_ENV": str(venv)}
+    try:
+        return subprocess.run(command, cwd=ROOT, env=env, check=False).returncode  # noqa: S603
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,146 @@
+"""Schema migrations: applied once each, safely re-run, serialized, and immutable once applied."""
+
+from __future__ import annotations
+
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from cities.migrate import MIGRATIONS_DIR, MigrationError, latest_version, load_migrations, migrate
+
+SHIPPED = [m.name for m in load_migrations()]
+
+
+def query(url: str, sql: str) -> list[tuple]:
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def migrations_dir(tmp_path: Path) -> Path:
+    """A copy of the shipped migrations that a test may extend or edit."""
+    target = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, target)
+    return target
+
+
+def test_fresh_database_gets_every_migration(empty_database_url):
+    result = migrate(empty_database_url)
+    assert result == {"applied": SHIPPED, "already_applied": 0, "version": latest_version()}
+    rows = query(empty_database_url,
+                 "SELECT version, name, length(checksum) FROM schema_migrations")
+    assert [(v, n) for v, n, _ in rows] == [(m.version, m.name) for m in load_migrations()]
+    assert all(length == 64 for *_, length in rows)
+    columns = query(
+        empty_database_url,
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_name = 'city' ORDER BY ordinal_position",
+    )
+    assert columns == [
+        ("id", "bigint"), ("name", "text"), ("state", "text"),
+        ("created_at", "timestamp with time zone"), ("updated_at", "timestamp with time zone"),
+    ]
+
+
+def test_running_again_applies_nothing(empty_database_url):
+    migrate(empty_database_url)
+    again = migrate(empty_database_url)
+    assert again == {"applied": [], "already_applied": len(SHIPPED), "version": latest_version()}
+
+
+def test_concurrent_runs_both_succeed_and_apply_each_file_once(empty_database_url):
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: migrate(empty_database_url), range(4)))
+    applied = [name for result in results for name in result["applied"]]
+    assert sorted(applied) == sorted(SHIPPED)
+    assert query(empty_database_url, "SELECT count(*) FROM schema_migrations") == [(len(SHIPPED),)]
+
+
+def test_a_new_file_is_applied_on_the_next_run(empty_database_url, migrations_dir):
+    migrate(empty_database_url, directory=migrations_dir)
+    (migrations_dir / "0900_add_population.sql").write_text(
+        "ALTER TABLE city ADD COLUMN population bigint;\n"
+    )
+    result = migrate(empty_database_url, directory=migrations_dir)
+    assert result["applied"] == ["0900_add_population.sql"]
+    assert result["version"] == 900
+
+
+def test_a_changed_applied_file_is_refused(empty_database_url, migrations_dir):
+    migrate(empty_database_url, directory=migrations_dir)
+    first = sorted(migrations_dir.glob("*.sql"))[0]
+    first.write_text(first.read_text() + "\n-- an innocent-looking edit\n")
+    (migrations_dir / "0900_more.sql").write_text("CREATE TABLE more (id int);\n")
+
+    with pytest.raises(MigrationError, match=f"{first.name} was changed after it was applied"):
+        migrate(empty_database_url, directory=migrations_dir)
+    assert query(empty_database_url, "SELECT to_regclass('more') IS NULL") == [(True,)]
+
+
+def test_line_ending_changes_do_not_count_as_changes(empty_database_url, migrations_dir):
+    migrate(empty_database_url, directory=migrations_dir)
+    for path in migrations_dir.glob("*.sql"):
+        path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    assert migrate(empty_database_url, directory=migrations_dir)["applied"] == []
+
+
+def test_a_failing_file_is_rolled_back_whole_and_later_files_wait(empty_database_url,
+                                                                   migrations_dir):
+    (migrations_dir / "0900_half.sql").write_text(
+        "CREATE TABLE half_done (id int);\nSELECT no_such_function();\n"
+    )
+    (migrations_dir / "0901_after.sql").write_text("CREATE TABLE after_half (id int);\n")
+
+    with pytest.raises(MigrationError, match=r"0900_half\.sql failed and was rolled back"):
+        migrate(empty_database_url, directory=migrations_dir)
+
+    assert query(empty_database_url, "SELECT to_regclass('half_done') IS NULL, "
+                 "to_regclass('after_half') IS NULL, to_regclass('city') IS NOT NULL") == [
+        (True, True, True)
+    ]
+    assert query(empty_database_url, "SELECT max(version) FROM schema_migrations") == [
+        (latest_version(),)
+    ]
+
+
+@pytest.mark.parametrize("bad_name", ["1_city.sql", "0002-city.sql", "0002_City.sql"])
+def test_misnamed_files_are_refused(migrations_dir, bad_name):
+    (migrations_dir / bad_name).write_text("SELECT 1;")
+    with pytest.raises(MigrationError, match=r"NNNN_description\.sql"):
+        load_migrations(migrations_dir)
+
+
+def test_duplicate_versions_are_refused(migrations_dir):
+    (migrations_dir / "0001_again.sql").write_text("SELECT 1;")
+    with pytest.raises(MigrationError, match="share a version"):
+        load_migrations(migrations_dir)
+
+
+def test_the_lock_is_released_after_a_run(empty_database_url):
+    migrate(empty_database_url)
+    locks = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+    assert query(empty_database_url, locks) == [(0,)]
+
+
+def test_handler_migrate_prefers_migrations_database_url(handler_module, empty_database_url,
+                                                         monkeypatch):
+    monkeypatch.setitem(handler_module.app.config, "DATABASE_URL", "postgresql://nobody@127.0.0.1:9/x")
+    monkeypatch.setitem(handler_module.app.config, "MIGRATIONS_DATABASE_URL", empty_database_url)
+    result = handler_module.migrate({}, None)
+    assert result["applied"] == SHIPPED
+    assert handler_module.migrate({}, None)["applied"] == []
+
+
+def test_handler_migrate_without_any_url_fails_clearly(handler_module, monkeypatch):
+    monkeypatch.setitem(handler_module.app.config, "DATABASE_URL", None)
+    monkeypatch.setitem(handler_module.app.config, "MIGRATIONS_DATABASE_URL", None)
+    with pytest.raises(RuntimeError, match="MIGRATIONS_DATABASE_URL or DATABASE_URL"):
+        handler_module.migrate({}, None)

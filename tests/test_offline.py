@@ -1,0 +1,105 @@
+"""`make offline`: serverless-offline emulates the HTTP API from serverless.yml and runs
+`handler.api` against a real local PostgreSQL (here: a fresh test database, migrated by the
+wrapper as a deploy's migrate function would)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+STARTUP_SECONDS = 90
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def call(method: str, url: str, body: dict | None = None, headers: dict | None = None):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        url, data=data, method=method, headers=headers or {}
+    )
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return reply.status, dict(reply.headers), reply.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read().decode()
+
+
+@pytest.fixture
+def offline(databases, tmp_path: Path):
+    """The emulator on free loopback ports; always stopped (its whole process group)."""
+    subprocess.run(["make", "--no-print-directory", "node_modules/.installed"], cwd=ROOT,
+                   check=True)
+    http_port, lambda_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(DATABASE_URL=databases.create(), API_KEYS="offline-key",
+               SLS_TELEMETRY_DISABLED="1", SLS_NOTIFICATIONS_MODE="off")
+    log = (tmp_path / "offline.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "deploy/offline.py", "--", "npx", "--no-install", "osls", "offline",
+         "--stage", "local", "--host", "127.0.0.1", "--httpPort", str(http_port),
+         "--lambdaPort", str(lambda_port)],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{http_port}"
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            assert process.poll() is None, (tmp_path / "offline.log").read_text()
+            try:
+                socket.create_connection(("127.0.0.1", http_port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, (tmp_path / "offline.log").read_text()
+                time.sleep(0.5)
+        yield base
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        log.close()
+
+
+def test_offline_serves_the_api_and_cors_like_the_http_api(offline: str) -> None:
+    status, _, body = call("GET", f"{offline}/health")
+    assert status == 200 and json.loads(body)["status"] == "ok", body
+
+    status, _, body = call("POST", f"{offline}/cities", {"name": "Boise", "state": "Idaho"})
+    assert status == 401 and json.loads(body)["error"]["code"] == "unauthorized"
+    status, headers, body = call("POST", f"{offline}/cities", {"name": "Boise", "state": "Idaho"},
+                                 {"Authorization": "Bearer offline-key"})
+    assert status == 201, body
+    assert headers["location"].endswith(f"/cities/{json.loads(body)['id']}")
+
+    status, _, body = call("GET", f"{offline}/cities?state=idaho")
+    assert status == 200 and [c["name"] for c in json.loads(body)] == ["Boise"]
+    status, _, body = call("GET", f"{offline}/nowhere")
+    assert status == 404 and json.loads(body)["error"]["code"] == "not_found"
+
+    # The preflight is answered by the (emulated) HTTP API from serverless.yml's CORS settings.
+    status, headers, _ = call("OPTIONS", f"{offline}/cities", headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type"})
+    assert status == 204
+    lowered = {k.lower(): v for k, v in headers.items()}
+    assert lowered["access-control-allow-origin"] in ("*", "https://app.example")
+    assert "POST" in lowered["access-control-allow-methods"]

@@ -1,0 +1,112 @@
+"""Per-request JSON log lines, security headers, and secrets that never reach a log."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from cities.request_log import mask_secrets
+
+
+def request_lines(caplog) -> list[dict]:
+    return [
+        json.loads(r.getMessage()) for r in caplog.records
+        if r.name == "cities" and r.getMessage().startswith('{"event":"request"')
+    ]
+
+
+def test_one_json_line_per_request(client, caplog):
+    caplog.set_level(logging.INFO, logger="cities")
+    created = client.post("/cities", {"name": "Graz", "state": "Styria"})
+    client.get("/openapi.json")
+    client.get("/cities/abc")
+
+    lines = request_lines(caplog)
+    assert [(x["method"], x["route"], x["status"], x["db_connection"]) for x in lines] == [
+        ("POST", "/cities", 201, "opened"),
+        ("GET", "/openapi.json", 200, "none"),
+        ("GET", "/cities/<city_id>", 404, "none"),
+    ]
+    assert all(isinstance(x["duration_ms"], float) and x["duration_ms"] >= 0 for x in lines)
+    assert created.status == 201
+    assert "abc" not in json.dumps(lines)  # route templates, never the path a client sent
+
+
+def test_the_lambda_request_id_is_logged(handler_module, sql, caplog):
+    from tests.lambda_events import http_api_event
+
+    class Context:
+        aws_request_id = "8f5c7c58-5f7e-4b5b-9a5e-1f2e3d4c5b6a"
+
+    caplog.set_level(logging.INFO, logger="cities")
+    handler_module.api(http_api_event("GET", "/cities"), Context())
+    assert request_lines(caplog)[-1]["request_id"] == Context.aws_request_id
+
+
+def test_a_failed_connection_is_logged_as_such(client_for, caplog):
+    caplog.set_level(logging.INFO, logger="cities")
+    client_for(DATABASE_URL="postgresql://u:p@127.0.0.1:9/x").get("/cities")
+    assert request_lines(caplog)[-1]["db_connection"] == "failed"
+
+
+def test_log_level_warning_silences_request_lines(client, app, caplog, monkeypatch):
+    caplog.set_level(logging.WARNING, logger="cities")
+    client.get("/cities")
+    assert request_lines(caplog) == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "no_store"),
+    [
+        ("GET", "/cities", None, 200, False),
+        ("GET", "/openapi.json", None, 200, False),
+        ("POST", "/cities", {"name": "Graz", "state": "Styria"}, 201, True),
+        ("POST", "/cities", "{", 400, True),
+        ("GET", "/cities/999", None, 404, True),
+        ("GET", "/nowhere", None, 404, True),
+        ("DELETE", "/cities", None, 405, True),
+    ],
+)
+def test_security_headers_on_every_response(client, method, path, body, status, no_store):
+    reply = client.request(method, path, body)
+    assert reply.status == status
+    assert reply.header("X-Content-Type-Options") == "nosniff"
+    assert (reply.header("Cache-Control") == "no-store") is no_store
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("postgresql://app:s3cr%40t@db.example.com:5432/cities?sslmode=require",
+         "postgresql://***@db.example.com:5432/cities?sslmode=require"),
+        ("postgres://only_user@host/db", "postgres://***@host/db"),
+        ("host=h user=u password=hunter2 dbname=d", "host=h user=u password=*** dbname=d"),
+        ("password = 'with space' port=5", "password = *** port=5"),
+        ("no secrets here", "no secrets here"),
+    ],
+)
+def test_mask_secrets(text, masked):
+    assert mask_secrets(text) == masked
+
+
+def test_no_log_line_of_a_full_run_contains_a_secret(client_for, client, caplog):
+    """Every logging path, failures included, with a recognizable password in the URL."""
+    caplog.set_level(logging.DEBUG)
+    secret = "Sup3rS3cretPassw0rd"
+    bad = client_for(DATABASE_URL=f"postgresql://app:{secret}@127.0.0.1:9/cities")
+    bad.get("/cities")
+    bad.get("/health")
+    logging.getLogger("cities").error("configured with postgresql://app:%s@h/db", secret)
+    try:
+        raise RuntimeError(f"boom host=h password={secret}")
+    except RuntimeError:
+        logging.getLogger("cities").exception("unexpected")
+    client.post("/cities", {"name": "Graz", "state": "Styria"})
+    client.post("/cities", {"name": "Graz", "state": "Styria"})
+
+    handler = logging.StreamHandler()
+    rendered = "\n".join(handler.format(r) for r in caplog.records)
+    assert "Traceback" in rendered  # the exception was logged...
+    assert secret not in rendered and secret not in caplog.text  # ...without the secret
