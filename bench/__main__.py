@@ -371,8 +371,11 @@ def deep_cursor(conn: Any, params: dict[str, str]) -> tuple[str | None, int]:
     return query.cursor_after({"name": name, "id": city_id}), count
 
 
-def explain(url: str, params: dict[str, str]) -> dict[str, Any]:
-    """The plan of the exact SQL the API runs for these parameters (captured, not rebuilt)."""
+def explain(url: str, params: dict[str, str], *, no_bitmap: bool = False) -> dict[str, Any]:
+    """The plan of the exact SQL the API runs for these parameters (captured, not rebuilt).
+
+    `no_bitmap` plans it as a server without the trigram index would (no bitmap scans).
+    """
     import psycopg2
     from psycopg2.extras import LoggingConnection
     from werkzeug.datastructures import MultiDict
@@ -392,6 +395,8 @@ def explain(url: str, params: dict[str, str]) -> dict[str, Any]:
         city_store.list_cities(conn, query, query.limit + 1)
         sql = captured[-1].decode() if isinstance(captured[-1], bytes) else captured[-1]
         with conn.cursor() as cur:
+            if no_bitmap:
+                cur.execute("SET enable_bitmapscan = off")
             cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql)
             plan = cur.fetchone()[0][0]
     finally:
@@ -466,11 +471,17 @@ def bench_scale(cluster: Any) -> dict[str, Any]:
         timings = interleaved({n: call(e) for n, e in events.items()}, SCALE_REPEATS)
         kept_connection(app).drop()
         plans = {name: explain(url, p) for name, p in pages.items()}
+        without_trgm = {
+            name: explain(url, p, no_bitmap=True)
+            for name, p in pages.items()
+            if "q" in p and "cursor" not in p
+        }
         out["sizes"][str(rows)] = {
             "load_seconds": round(load_seconds, 1),
             "matches": counts,
             "timings": timings,
             "plans": plans,
+            "plans_without_trigram_index": without_trgm,
         }
         if rows != max(SCALE_ROWS):
             _admin(cluster.url(), f'DROP DATABASE "cities_scale_{rows}"')
