@@ -146,7 +146,9 @@ def import_profile(module: str, workdir: str, runs: int = 5) -> dict[str, Any]:
     modules = sorted(
         ((name, statistics.median(v)) for name, v in per_module.items()), key=lambda x: -x[1]
     )
+    project = sum(ms for n, ms in packages if n in ("cities", "handler"))
     return {
+        "project_ms": round(project, 2),
         "packages": [[n, round(ms, 2)] for n, ms in packages[:12]],
         "modules": [[n, round(ms, 2)] for n, ms in modules[:12]],
     }
