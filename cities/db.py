@@ -110,7 +110,7 @@ def connect(
             connect_timeout
         )
         try:
-            return psycopg2.connect(url, **options)
+            return psycopg2.connect(url, connection_factory=Connection, **options)
         except psycopg2.OperationalError as exc:
             attempt += 1
             delay = random.uniform(0, min(1.0, 0.1 * 2**attempt))  # noqa: S311 - jitter only
@@ -118,6 +118,31 @@ def connect(
                 raise
             log.info("connection attempt %d failed (%s); retrying", attempt, type(exc).__name__)
             time.sleep(delay)
+
+
+class PreludeCursor(psycopg2.extensions.cursor):
+    """Sends its connection's pending prelude in the same round trip as the first statement."""
+
+    def execute(self, query: str, vars: object = None) -> None:
+        prelude = self.connection.prelude
+        if prelude:
+            self.connection.prelude = None
+            query = prelude + query
+        return super().execute(query, vars)
+
+
+class Connection(psycopg2.extensions.connection):
+    """A connection that can defer statements (`prelude`) to ride along with the first query.
+
+    A request's `BEGIN; SET LOCAL statement_timeout` then costs no round trip of its own: a read
+    after connecting is one round trip, as on a bare psycopg2 autocommit connection.
+    """
+
+    prelude: str | None = None
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.cursor_factory = PreludeCursor
 
 
 def _discard(conn: psycopg2.extensions.connection) -> None:
@@ -202,10 +227,14 @@ def _reusable(conn: psycopg2.extensions.connection) -> bool:
     return status == _IDLE
 
 
+def _begin_sql(statement_timeout_ms: int) -> str:
+    return f"BEGIN; SET LOCAL statement_timeout = {int(statement_timeout_ms)}; "
+
+
 def _begin(conn: psycopg2.extensions.connection, statement_timeout_ms: int) -> None:
     conn.autocommit = True  # transactions are explicit: see get_db
     with conn.cursor() as cur:
-        cur.execute("BEGIN; SET LOCAL statement_timeout = %s", (statement_timeout_ms,))
+        cur.execute(_begin_sql(statement_timeout_ms))
 
 
 def _reuse(config: dict) -> psycopg2.extensions.connection | None:
@@ -229,9 +258,10 @@ def _reuse(config: dict) -> psycopg2.extensions.connection | None:
 def get_db() -> psycopg2.extensions.connection:
     """This request's connection, opened on first use, inside a transaction with a timeout.
 
-    `BEGIN` and `SET LOCAL statement_timeout` travel in one round trip (the one psycopg2 would
-    spend on its implicit BEGIN); a startup `options` parameter would be simpler but poolers
-    such as Neon's refuse it.
+    On a new connection `BEGIN` and `SET LOCAL statement_timeout` travel with the request's
+    first statement, in one round trip; a startup `options` parameter would be simpler but
+    poolers such as Neon's refuse it. A kept connection (reuse mode) begins explicitly first,
+    so a connection that died while idle fails before any of the request was sent.
     """
     conn = g.get("db")
     if conn is None:
@@ -252,7 +282,8 @@ def get_db() -> psycopg2.extensions.connection:
             log.warning("cannot connect to the database: %s", type(exc).__name__)
             raise ServiceUnavailable("The database is unavailable; retry shortly.") from None
         g.db, g.db_state = conn, "opened"
-        _begin(conn, config["DB_STATEMENT_TIMEOUT_MS"])
+        conn.autocommit = True  # transactions are explicit: BEGIN rides with the first query
+        conn.prelude = _begin_sql(config["DB_STATEMENT_TIMEOUT_MS"])
     return conn
 
 
