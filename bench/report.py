@@ -27,9 +27,11 @@ METHOD = """\
   is raw psycopg2: connect, the same SELECT, close. Every reply's status is checked.
 - **Scale**: the same list queries through `handler.api` (with `DB_CONNECTION_REUSE` on, so the
   figures are the query and the app, not the connect) on tables of 10k and 1M generated rows
-  (`generate_series`, then `VACUUM ANALYZE`). The deep page is reached with the cursor the API
-  issues after the row at 90% of the matching rows. Plans are `EXPLAIN (ANALYZE)` of the exact SQL
-  the API sent, captured from the driver.
+  (`generate_series`, then `VACUUM ANALYZE`), one database per size, every page of every size
+  timed in the same interleaved run. The deep page is reached with the cursor the API
+  issues after the row at 90% of the matching rows (or earlier, when fewer than a full page of
+  100 rows would follow, so both sizes compare full pages). Plans are `EXPLAIN (ANALYZE)` of the
+  exact SQL the API sent, captured from the driver.
 - **Memory**: a fresh process serves warm `GET /cities/{id}` (a list every tenth request) and
   reports VmRSS after each step and VmHWM (peak), after `gc.collect()`.
 """
