@@ -233,6 +233,7 @@ def _begin_sql(statement_timeout_ms: int) -> str:
 
 def _begin(conn: psycopg2.extensions.connection, statement_timeout_ms: int) -> None:
     conn.autocommit = True  # transactions are explicit: see get_db
+    conn.prelude = None  # begun here, explicitly: nothing may ride along with the next query
     with conn.cursor() as cur:
         cur.execute(_begin_sql(statement_timeout_ms))
 
