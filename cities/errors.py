@@ -103,14 +103,21 @@ class ServiceUnavailable(ApiError):
         super().__init__(message, headers={"Retry-After": RETRY_AFTER_SECONDS})
 
 
+def error_document(
+    status: int, message: str, details: Iterable[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
+    """The error body, also used outside Flask (handler.api answering an untranslatable event)."""
+    code = CODES.get(status) or ("internal_error" if status >= 500 else "bad_request")
+    return {"error": {"code": code, "message": message, "details": list(details)}}
+
+
 def error_response(
     status: int,
     message: str,
     details: Iterable[Mapping[str, Any]] = (),
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    code = CODES.get(status) or ("internal_error" if status >= 500 else "bad_request")
-    response = jsonify({"error": {"code": code, "message": message, "details": list(details)}})
+    response = jsonify(error_document(status, message, details))
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value

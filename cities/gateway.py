@@ -15,6 +15,8 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .errors import error_document
+
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
@@ -38,7 +40,7 @@ def script_name_for(event: dict[str, Any], path_info: str) -> tuple[str, str] | 
 
 def bad_event_response(message: str) -> dict[str, Any]:
     """A JSON 400 for an event serverless-wsgi cannot translate, valid for every front door."""
-    body = json.dumps({"error": {"code": "bad_request", "message": message, "details": []}})
+    body = json.dumps(error_document(400, message))
     return {
         "statusCode": 400,
         "statusDescription": "400 Bad Request",
