@@ -9,6 +9,7 @@ A file changed after it was applied is refused: the database would no longer mat
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -65,7 +66,9 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return migrations
 
 
+@functools.lru_cache
 def latest_version(directory: Path = MIGRATIONS_DIR) -> int:
+    """The newest version shipped; read once per process (/health asks on every call)."""
     return max((m.version for m in load_migrations(directory)), default=0)
 
 
