@@ -15,22 +15,23 @@ from .listing import ListQuery
 
 COLUMNS = "id, name, state, created_at, updated_at"
 
-# sort -> (ORDER BY, keyset condition placing a row after the cursor's row)
-ORDERINGS: dict[str, tuple[str, str]] = {
-    "id": ("id", "id > %s"),
-    "-id": ("id DESC", "id < %s"),
-    "name": ("lower(name), id", "(lower(name), id) > (lower(%s), %s)"),
-    "-name": ("lower(name) DESC, id DESC", "(lower(name), id) < (lower(%s), %s)"),
+# sort -> (the key a page is ordered by, descending?). The key of a cursor's row (ListQuery.after)
+# holds the same columns' values: (id,) or (name, id).
+SORT_KEYS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "id": (("id",), False),
+    "-id": (("id",), True),
+    "name": (("lower(name)", "id"), False),
+    "-name": (("lower(name)", "id"), True),
 }
 
-# With a state filter, the id keyset is also stated on (lower(state), id): the same rows, but
-# PostgreSQL then starts the (lower(state), id) index at the cursor, instead of walking the primary
-# key and filtering out every other state (EXPLAIN at 1M rows: a deep page read ~5,000 rows instead
-# of ~100). Parameters: the cursor's id, the state, the cursor's id.
-STATE_ID_AFTER: dict[str, str] = {
-    "id": "id > %s AND (lower(state), id) > (lower(%s), %s)",
-    "-id": "id < %s AND (lower(state), id) < (lower(%s), %s)",
-}
+# A state filter puts lower(state) in front of the sort key, so that a page is a range of a
+# state-led index, (lower(state), id) or (lower(state), lower(name), id), from the cursor on.
+# The state is compared with `= ANY (ARRAY[...])`, not `=`: with a plain equality PostgreSQL drops
+# lower(state) from the order (it is constant) and may instead walk the primary key, filtering
+# out every other state; it takes that for as cheap, as it cannot tell that a state's rows lie in
+# id order. At 1M rows it did so on about half of the 200 first pages of 50 states x 4 sorts,
+# reading 50 times the rows (1.2 ms instead of 0.26 ms); with ANY, on none.
+STATE_FILTER = "lower(state) = ANY (ARRAY[lower(%s)])"
 
 # Each update moves `updated_at` forward, even within one transaction or clock tick.
 _TOUCH = "updated_at = greatest(now(), updated_at + interval '1 microsecond')"
@@ -69,19 +70,20 @@ def list_cities(conn: connection, query: ListQuery, limit: int) -> list[dict[str
     """Up to `limit` rows matching `query`, in its order, after its cursor's row."""
     conditions: list[str] = []
     params: list[Any] = []
+    key, descending = SORT_KEYS[query.sort]
     if query.state is not None:
-        conditions.append("lower(state) = lower(%s)")
+        conditions.append(STATE_FILTER)
         params.append(query.state)
+        key = ("lower(state)", *key)
     if query.q is not None:
-        conditions.append("lower(name) LIKE '%%' || lower(%s) || '%%'")
+        conditions.append("name_lower LIKE '%%' || lower(%s) || '%%'")
         params.append(escape_like(query.q))
-    order_by, after = ORDERINGS[query.sort]
-    if query.after is not None and query.state is not None and query.sort in STATE_ID_AFTER:
-        conditions.append(STATE_ID_AFTER[query.sort])
-        params.extend((query.after[0], query.state, query.after[0]))
-    elif query.after is not None:
-        conditions.append(after)
-        params.extend(query.after)
+    if query.after is not None:
+        # The cursor's row key, compared as a row: the page starts right after it, in key order.
+        values = ", ".join("lower(%s)" if column.startswith("lower(") else "%s" for column in key)
+        conditions.append(f"({', '.join(key)}) {'<' if descending else '>'} ({values})")
+        params.extend((query.state, *query.after) if query.state is not None else query.after)
+    order_by = ", ".join(f"{column} DESC" if descending else column for column in key)
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     params.append(limit)
     with conn.cursor() as cur:

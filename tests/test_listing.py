@@ -96,6 +96,13 @@ def test_q_is_a_case_insensitive_substring_of_the_name(client, sql):
     assert names(client.get("/cities", query={"q": "n f"})) == ["San Francisco"]
 
 
+def test_q_finds_a_renamed_city_by_its_new_name_only(client, sql):
+    add(sql, ("Springfield", "Oregon"))
+    assert client.patch("/cities/1", {"name": "Eugene"}).status == 200
+    assert names(client.get("/cities", query={"q": "eugene"})) == ["Eugene"]
+    assert client.get("/cities", query={"q": "spring"}).json == []
+
+
 @pytest.mark.parametrize(
     ("q", "expected"),
     [("%", ["100% Town"]), ("_", ["Under_score"]), ("\\", ["Back\\slash"]),

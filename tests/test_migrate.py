@@ -47,6 +47,7 @@ def test_fresh_database_gets_every_migration(empty_database_url):
     assert columns == [
         ("id", "bigint"), ("name", "text"), ("state", "text"),
         ("created_at", "timestamp with time zone"), ("updated_at", "timestamp with time zone"),
+        ("name_lower", "text"),
     ]
 
 
@@ -144,3 +145,46 @@ def test_handler_migrate_without_any_url_fails_clearly(handler_module, monkeypat
     monkeypatch.setitem(handler_module.app.config, "MIGRATIONS_DATABASE_URL", None)
     with pytest.raises(RuntimeError, match="MIGRATIONS_DATABASE_URL or DATABASE_URL"):
         handler_module.migrate({}, None)
+
+
+# --- pg_trgm ----------------------------------------------------------------------------------
+# The embedded test server ships no pg_trgm: these run on a throwaway cluster of the machine's
+# own PostgreSQL (Debian's includes the contrib modules), and skip where there is none.
+
+
+@pytest.fixture(scope="module")
+def trgm_url(tmp_path_factory):
+    from tests.pg_cluster import Cluster, ssl_capable_bindir
+
+    bindir = ssl_capable_bindir()
+    if bindir is None or not (bindir.parent / "lib" / "pg_trgm.so").exists():
+        pytest.skip("no PostgreSQL with the pg_trgm module here")
+    cluster = Cluster(tmp_path_factory.mktemp("trgm"), bindir=bindir)
+    cluster.start()
+    yield cluster.url()
+    cluster.stop("immediate")
+
+
+def test_with_pg_trgm_q_searches_use_a_trigram_index_on_the_stored_lowered_name(trgm_url):
+    migrate(trgm_url)
+    (definition,) = query(trgm_url, "SELECT indexdef FROM pg_indexes WHERE indexname = "
+                                    "'city_name_trgm'")[0]
+    assert "USING gin (name_lower gin_trgm_ops)" in definition
+    conn = psycopg2.connect(trgm_url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO city (name, state) SELECT 'Town ' || n, 'S' "
+                        "FROM generate_series(1, 5000) AS n")
+            cur.execute("INSERT INTO city (name, state) VALUES ('Quixotic Falls', 'S')")
+            cur.execute("VACUUM ANALYZE city")  # as autovacuum would: flushes GIN's pending list
+            cur.execute("EXPLAIN SELECT id FROM city WHERE name_lower LIKE '%xotic fa%' "
+                        "ORDER BY id LIMIT 101")
+            plan = "\n".join(row[0] for row in cur.fetchall())
+            cur.execute("SELECT attstattarget FROM pg_attribute "
+                        "WHERE attrelid = 'city'::regclass AND attname = 'name_lower'")
+            statistics_target = cur.fetchone()[0]
+    finally:
+        conn.close()
+    assert "Bitmap Index Scan on city_name_trgm" in plan
+    assert statistics_target == 1000
