@@ -24,7 +24,7 @@ SORT_KEYS: dict[str, tuple[tuple[str, ...], bool]] = {
     "-name": (("lower(name)", "id"), True),
 }
 
-# A state filter puts lower(state) in front of the sort key, so that a page is a range of a
+# A state filter puts lower(state) in front of the order, so that a page is a range of a
 # state-led index, (lower(state), id) or (lower(state), lower(name), id), from the cursor on.
 # The state is compared with `= ANY (ARRAY[...])`, not `=`: with a plain equality PostgreSQL drops
 # lower(state) from the order (it is constant) and may instead walk the primary key, filtering
@@ -71,19 +71,22 @@ def list_cities(conn: connection, query: ListQuery, limit: int) -> list[dict[str
     conditions: list[str] = []
     params: list[Any] = []
     key, descending = SORT_KEYS[query.sort]
+    order = key
     if query.state is not None:
         conditions.append(STATE_FILTER)
         params.append(query.state)
-        key = ("lower(state)", *key)
+        order = ("lower(state)", *key)
     if query.q is not None:
         conditions.append("name_lower LIKE '%%' || lower(%s) || '%%'")
         params.append(escape_like(query.q))
     if query.after is not None:
-        # The cursor's row key, compared as a row: the page starts right after it, in key order.
+        # The page starts right after the cursor's row key. Under a state filter this stays on the
+        # sort key alone: after the = on lower(state), the index can start at a bound on its next
+        # columns, but not at a row comparison that repeats lower(state).
         values = ", ".join("lower(%s)" if column.startswith("lower(") else "%s" for column in key)
         conditions.append(f"({', '.join(key)}) {'<' if descending else '>'} ({values})")
-        params.extend((query.state, *query.after) if query.state is not None else query.after)
-    order_by = ", ".join(f"{column} DESC" if descending else column for column in key)
+        params.extend(query.after)
+    order_by = ", ".join(f"{column} DESC" if descending else column for column in order)
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     params.append(limit)
     with conn.cursor() as cur:
