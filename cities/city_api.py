@@ -14,7 +14,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from psycopg2 import errors as pgerrors
 
 from . import city_store, idempotency
-from .auth import require_key
+from .auth import WRITE_METHODS, require_key
 from .db import commit, get_db
 from .errors import Conflict, NotFound
 from .listing import parse_list_query, parse_positive_id
@@ -25,8 +25,9 @@ bp = Blueprint("cities", __name__)
 
 @bp.before_request
 def check_api_key() -> None:
-    keys = current_app.config["API_KEYS"]
-    require_key(request.method, request.headers.get("Authorization"), keys)
+    if request.method in WRITE_METHODS:  # reads are public: no header to look up
+        keys = current_app.config["API_KEYS"]
+        require_key(request.method, request.headers.get("Authorization"), keys)
 
 
 def _city_id(raw: str) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -54,18 +55,24 @@ def bad_event_response(message: str) -> dict[str, Any]:
     }
 
 
+# When the request reached the app (time.perf_counter()), for the request log's duration.
+STARTED = "cities.started"
+
+
 class GatewayPaths:
     """WSGI middleware fixing what serverless-wsgi gets wrong for Lambda events.
 
     Besides the URL prefix (`script_name_for`), it drops `Transfer-Encoding`: the front door has
     already de-chunked the body, serverless-wsgi sets an exact CONTENT_LENGTH, and Werkzeug would
-    otherwise ignore that length and read a chunked body as empty.
+    otherwise ignore that length and read a chunked body as empty. Being the first code every
+    request runs, it also stamps the request's start (`STARTED`), which spares a Flask hook.
     """
 
     def __init__(self, app: WSGIApp) -> None:
         self.app = app
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        environ[STARTED] = time.perf_counter()
         event = environ.get("serverless.event")
         if isinstance(event, dict):
             fixed = script_name_for(event, environ.get("PATH_INFO", ""))

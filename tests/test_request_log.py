@@ -84,6 +84,8 @@ def test_security_headers_on_every_response(client, method, path, body, status, 
         ("postgres://only_user@host/db", "postgres://***@host/db"),
         ("host=h user=u password=hunter2 dbname=d", "host=h user=u password=*** dbname=d"),
         ("password = 'with space' port=5", "password = *** port=5"),
+        ("HOST=h PASSWORD=Hunter2", "HOST=h PASSWORD=***"),
+        ("see user@example.com, Password: none", "see user@example.com, Password: none"),
         ("no secrets here", "no secrets here"),
     ],
 )
