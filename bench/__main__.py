@@ -6,8 +6,8 @@ every contender alike), and targets are checked as ratios against a floor measur
 run. Knobs (environment variables) for quicker runs:
 
     BENCH_SECTIONS       cold,request,scale,artifact,memory (default: all)
-    BENCH_COLD_RUNS      fresh interpreters per contender (default 30)
-    BENCH_REQUESTS       timed rounds per request kind (default 200)
+    BENCH_COLD_RUNS      fresh interpreters per contender (default 60)
+    BENCH_REQUESTS       timed rounds per request kind (default 400)
     BENCH_SCALE_ROWS     table sizes (default 10000,1000000)
     BENCH_SCALE_REPEATS  timed runs per list query (default 40)
     BENCH_MEMORY_STEPS   warm request counts for RSS (default 100,5000)
@@ -45,8 +45,8 @@ def knob(name: str, default: str) -> str:
 
 
 SECTIONS = knob("BENCH_SECTIONS", "cold,request,scale,artifact,memory").split(",")
-COLD_RUNS = int(knob("BENCH_COLD_RUNS", "30"))
-REQUESTS = int(knob("BENCH_REQUESTS", "200"))
+COLD_RUNS = int(knob("BENCH_COLD_RUNS", "60"))
+REQUESTS = int(knob("BENCH_REQUESTS", "400"))
 SCALE_ROWS = [int(n) for n in knob("BENCH_SCALE_ROWS", "10000,1000000").split(",")]
 SCALE_REPEATS = int(knob("BENCH_SCALE_REPEATS", "40"))
 MEMORY_STEPS = knob("BENCH_MEMORY_STEPS", "100,5000")
@@ -154,6 +154,30 @@ def import_profile(module: str, workdir: str, runs: int = 5) -> dict[str, Any]:
     }
 
 
+def import_instructions(module: str, workdir: str) -> int | None:
+    """Instructions `import module` executes (callgrind), beyond a bare interpreter start.
+
+    Unlike time, this does not move with the machine's load: the same count run after run, so it
+    checks the time ratios on this shared machine. None where valgrind is not installed.
+    """
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return None
+
+    def collected(code: str) -> int:
+        out = subprocess.run(
+            [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null",
+             sys.executable, "-c", code],
+            capture_output=True, text=True, cwd=workdir, env=_cold_env(), check=True,
+        )  # fmt: skip
+        match = re.search(r"Collected\s*:\s*(\d+)", out.stderr)
+        if match is None:
+            raise RuntimeError(f"callgrind printed no count: {out.stderr[-300:]}")
+        return int(match[1])
+
+    return collected(f"import {module}") - collected("pass")
+
+
 def bench_cold() -> dict[str, Any]:
     log(f"cold init: {COLD_RUNS} fresh interpreters per contender, interleaved")
     workdir = tempfile.mkdtemp(prefix="cities-cold-")  # no .env here, as on Lambda
@@ -175,6 +199,8 @@ def bench_cold() -> dict[str, Any]:
         profile = import_profile("handler", workdir)
         floor_profile = import_profile("bench.floor_app", workdir)
         peer_profile = import_profile("bench.fastapi_peer", workdir, runs=3)
+        log("cold init: instruction counts under callgrind")
+        instructions = {n: import_instructions(m, workdir) for n, m in COLD_TARGETS.items()}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     result = {
@@ -192,6 +218,12 @@ def bench_cold() -> dict[str, Any]:
     }
     ours, floor, peer = (result["import"][n]["median"] for n in COLD_TARGETS)
     result["wall_ratios"] = {"vs floor": round(ours / floor, 3), "vs peer": round(ours / peer, 3)}
+    if None not in instructions.values():
+        ours, floor, peer = (instructions[n] for n in COLD_TARGETS)
+        result["instructions"] = instructions
+        result["instruction_ratios"] = {
+            "vs floor": round(ours / floor, 3), "vs peer": round(ours / peer, 3)
+        }
     return result
 
 
@@ -268,6 +300,28 @@ def bench_request(url: str) -> dict[str, Any]:
             cur.fetchone()
         c.close()
 
+    # The framework's own share: a one-route Flask app behind serverless-wsgi doing the floor's
+    # work (connect, the SELECT, close) and answering JSON, with nothing of the project's.
+    from flask import Flask, jsonify
+
+    one_route = Flask("one_route")
+
+    @one_route.get("/cities/<int:city_id>")
+    def one_route_get(city_id: int) -> Any:
+        c = psycopg2.connect(url, connect_timeout=5, application_name="one-route")
+        with c.cursor() as cur:
+            cur.execute(f"SELECT {COLUMNS} FROM city WHERE id = %s", (city_id,))
+            row = cur.fetchone()
+        c.close()
+        keys = ("id", "name", "state", "created_at", "updated_at")
+        return jsonify({k: v.isoformat() if hasattr(v, "isoformat") else v
+                        for k, v in zip(keys, row, strict=True)})
+
+    one_route_events = events["GET cities"]
+
+    def one_route_call(r: int) -> None:
+        _expect(serverless_wsgi.handle_request(one_route, one_route_events[r], None), 200)
+
     warm = psycopg2.connect(url, application_name="floor-warm")
 
     def warm_floor(r: int) -> None:
@@ -279,6 +333,7 @@ def bench_request(url: str) -> dict[str, Any]:
     contenders: dict[str, Callable[[int], Any]] = {
         "floor: connect + SELECT + close": floor,
         "warm floor: SELECT on an open connection": warm_floor,
+        "GET one-route Flask app, same work": one_route_call,
     }
     for kind, status in (("GET", 200), ("POST", 201), ("PUT", 200), ("LIST", 200)):
         for label in apis:

@@ -49,12 +49,18 @@ def _request(r: dict[str, Any]) -> list[str]:
     floor = t["floor: connect + SELECT + close"]["median"]
     warm = t["warm floor: SELECT on an open connection"]["median"]
     get, reuse, peer = (t[f"GET {k}"]["median"] for k in ("cities", "cities reuse", "FastAPI peer"))
+    one_route = t["GET one-route Flask app, same work"]["median"]
     notes = [
         f"A connection per request: the floor (psycopg2 connect + the SELECT + close) takes "
         f"{floor:.2f} ms here, of which the SELECT itself on an open connection is {warm:.2f} ms: "
         f"connecting (TCP + SCRAM, which includes the client's 4096-round PBKDF2) is the cost. "
         f"`GET /cities/{{id}}` through `handler.api` takes {get:.2f} ms ({get / floor:.2f}x), "
         f"the FastAPI peer {peer:.2f} ms ({peer / floor:.2f}x).",
+        f"Flask and serverless-wsgi alone account for most of the difference: a one-route Flask "
+        f"app doing the floor's work (connect, SELECT, close, JSON) takes {one_route:.2f} ms "
+        f"({one_route / floor:.2f}x). The project's routing, validation, connection handling, "
+        f"security headers and request log cost {get - one_route:+.2f} ms beyond it (its "
+        "connection saves a round trip: BEGIN and the statement timeout travel with the query).",
         f"With `DB_CONNECTION_REUSE=1` the same GET takes {reuse:.2f} ms ({reuse / floor:.2f}x "
         f"the per-invocation floor): no connect. What remains is the app (event to WSGI to Flask "
         f"to JSON, about {max(reuse - warm, 0):.2f} ms above the warm floor) and psycopg2's "
