@@ -9,7 +9,7 @@ run. Knobs (environment variables) for quicker runs:
     BENCH_COLD_RUNS      fresh interpreters per contender (default 60)
     BENCH_REQUESTS       timed rounds per request kind (default 400)
     BENCH_SCALE_ROWS     table sizes (default 10000,1000000)
-    BENCH_SCALE_REPEATS  timed runs per list query (default 40)
+    BENCH_SCALE_REPEATS  timed runs per list query (default 60)
     BENCH_MEMORY_STEPS   warm request counts for RSS (default 100,5000)
     BENCH_ARTIFACT       a deployment zip (default: dist/*.zip from `make package`)
     BENCH_OUTPUT         the report (default docs/benchmarks.md; JSON and PNG beside it)
@@ -48,7 +48,7 @@ SECTIONS = knob("BENCH_SECTIONS", "cold,request,scale,artifact,memory").split(",
 COLD_RUNS = int(knob("BENCH_COLD_RUNS", "60"))
 REQUESTS = int(knob("BENCH_REQUESTS", "400"))
 SCALE_ROWS = [int(n) for n in knob("BENCH_SCALE_ROWS", "10000,1000000").split(",")]
-SCALE_REPEATS = int(knob("BENCH_SCALE_REPEATS", "40"))
+SCALE_REPEATS = int(knob("BENCH_SCALE_REPEATS", "60"))
 MEMORY_STEPS = knob("BENCH_MEMORY_STEPS", "100,5000")
 OUTPUT = Path(knob("BENCH_OUTPUT", str(ROOT / "docs" / "benchmarks.md")))
 
