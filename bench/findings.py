@@ -149,7 +149,8 @@ def _scale(s: dict[str, Any]) -> list[str]:
             f"{int(sizes[0]):,}. The index narrows the search to rows holding every trigram of "
             "the term, but PostgreSQL's GIN index reads the posting list of every trigram in the "
             "term, and the lists of common ones grow with the table: the name's first word is "
-            "in 1% of the names, and the trigrams at a word's edge (such as ' ba') in up to 15%. "
+            "in 1% of the names, and a trigram at a word's edge (such as ' ba', for any word "
+            "starting with 'ba') is shared by many more. "
             "So the lookup is still linear in rows, with a small constant."
             + probe
             + compare
