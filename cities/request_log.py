@@ -82,7 +82,8 @@ def _log_request(req: Request, response: Response) -> None:
     # log.info() would first walk the stack to find its caller (findCaller): on every request
     # that costs more than the line itself, and the caller is always this function.
     line = _COMPACT_JSON.encode(entry)
-    log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, line, None, None, "request"))
+    record = log.makeRecord(log.name, logging.INFO, __file__, 0, line, None, None, "_log_request")
+    log.handle(record)
 
 
 def init_app(app: Flask) -> None:
