@@ -45,7 +45,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     errors.init_app(app)
     request_log.init_app(app)
-    ssm.init_app(app)  # after the request timer: a 503 for missing settings is logged too
+    ssm.init_app(app)
     app.register_blueprint(city_api.bp)
     app.register_blueprint(meta_api.bp)
     app.wsgi_app = GatewayPaths(app.wsgi_app)

@@ -19,9 +19,12 @@ def key_matches(presented: str, keys: Iterable[str]) -> bool:
     return matched
 
 
-def require_key(method: str, authorization: str | None, keys: tuple[str, ...]) -> None:
-    """Raise 401 for a write without a valid `Authorization: Bearer <key>` when keys are set."""
-    if not keys or method not in WRITE_METHODS:
+def require_key(authorization: str | None, keys: tuple[str, ...]) -> None:
+    """Raise 401 unless a write's `Authorization: Bearer <key>` names a key, when keys are set.
+
+    Called for writes only (`WRITE_METHODS`): reads are public.
+    """
+    if not keys:
         return
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
