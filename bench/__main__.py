@@ -230,7 +230,8 @@ def bench_cold() -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------
 # 2. Per-request cost, and connection reuse
 # ----------------------------------------------------------------------------------------------
-COLUMNS = "id, name, state, created_at, updated_at"
+# The query of GET /cities/{id} (city_store.get_city), which every floor runs as it is.
+SELECT_BY_ID = "SELECT id, name, state, created_at, updated_at FROM city WHERE id = %s"
 SEED_ROWS = 1000
 
 
@@ -296,7 +297,7 @@ def bench_request(url: str) -> dict[str, Any]:
     def floor(r: int) -> None:
         c = psycopg2.connect(url, connect_timeout=5, application_name="floor")
         with c.cursor() as cur:
-            cur.execute(f"SELECT {COLUMNS} FROM city WHERE id = %s", (ids[r],))
+            cur.execute(SELECT_BY_ID, (ids[r],))
             cur.fetchone()
         c.close()
 
@@ -310,7 +311,7 @@ def bench_request(url: str) -> dict[str, Any]:
     def one_route_get(city_id: int) -> Any:
         c = psycopg2.connect(url, connect_timeout=5, application_name="one-route")
         with c.cursor() as cur:
-            cur.execute(f"SELECT {COLUMNS} FROM city WHERE id = %s", (city_id,))
+            cur.execute(SELECT_BY_ID, (city_id,))
             row = cur.fetchone()
         c.close()
         keys = ("id", "name", "state", "created_at", "updated_at")
@@ -326,7 +327,7 @@ def bench_request(url: str) -> dict[str, Any]:
 
     def warm_floor(r: int) -> None:
         with warm.cursor() as cur:
-            cur.execute(f"SELECT {COLUMNS} FROM city WHERE id = %s", (ids[r],))
+            cur.execute(SELECT_BY_ID, (ids[r],))
             cur.fetchone()
         warm.rollback()
 
@@ -406,14 +407,15 @@ def load(url: str, rows: int) -> float:
 
 
 def _conditions(params: dict[str, str]) -> tuple[str, list[Any]]:
-    from cities.city_store import escape_like
+    """The API's own filters (city_store), to count matches and find the deep page's row."""
+    from cities.city_store import Q_FILTER, STATE_FILTER, escape_like
 
     conds, args = ["true"], []
     if "state" in params:
-        conds.append("lower(state) = lower(%s)")
+        conds.append(STATE_FILTER)
         args.append(params["state"])
     if "q" in params:
-        conds.append("name_lower LIKE '%%' || lower(%s) || '%%'")
+        conds.append(Q_FILTER)
         args.append(escape_like(params["q"]))
     return " AND ".join(conds), args
 
