@@ -110,6 +110,25 @@ def sql(database_url: str) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
+def trgm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated database on a server with pg_trgm, which the embedded one lacks.
+
+    A throwaway cluster of the machine's own PostgreSQL (Debian's includes the contrib modules);
+    tests that need it skip where there is none. They share it: each starts by emptying `city`.
+    """
+    from tests.pg_cluster import Cluster, ssl_capable_bindir
+
+    bindir = ssl_capable_bindir()
+    if bindir is None or not (bindir.parent / "lib" / "pg_trgm.so").exists():
+        pytest.skip("no PostgreSQL with the pg_trgm module here")
+    cluster = Cluster(tmp_path_factory.mktemp("trgm"), bindir=bindir)
+    cluster.start()
+    migrate(cluster.url())
+    yield cluster.url()
+    cluster.stop("immediate")
+
+
+@pytest.fixture(scope="session")
 def handler_module(database_url: str) -> Any:
     """`handler`, imported as Lambda would, with DATABASE_URL pointing at the test database."""
     os.environ["DATABASE_URL"] = database_url

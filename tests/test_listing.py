@@ -103,6 +103,17 @@ def test_q_finds_a_renamed_city_by_its_new_name_only(client, sql):
     assert client.get("/cities", query={"q": "spring"}).json == []
 
 
+def test_q_of_several_words_matches_them_together_as_written(client, sql):
+    add(sql, ("Lake City", "A"), ("Salt Lake City", "B"), ("City Lake", "C"),
+        ("Lake  City", "D"), ("Lakeside City", "E"), ("lake city", "F"))
+    assert names(client.get("/cities", query={"q": "LAKE city"})) == [
+        "Lake City", "Salt Lake City", "lake city"]
+    assert names(client.get("/cities", query={"q": "lake  city"})) == ["Lake  City"]
+    assert names(client.get("/cities", query={"q": "lake city lake"})) == []
+    assert names(client.get("/cities", query={"q": "ke ci"})) == [
+        "Lake City", "Salt Lake City", "lake city"]
+
+
 @pytest.mark.parametrize(
     ("q", "expected"),
     [("%", ["100% Town"]), ("_", ["Under_score"]), ("\\", ["Back\\slash"]),

@@ -147,26 +147,10 @@ def test_handler_migrate_without_any_url_fails_clearly(handler_module, monkeypat
         handler_module.migrate({}, None)
 
 
-# --- pg_trgm ----------------------------------------------------------------------------------
-# The embedded test server ships no pg_trgm: these run on a throwaway cluster of the machine's
-# own PostgreSQL (Debian's includes the contrib modules), and skip where there is none.
-
-
-@pytest.fixture(scope="module")
-def trgm_url(tmp_path_factory):
-    from tests.pg_cluster import Cluster, ssl_capable_bindir
-
-    bindir = ssl_capable_bindir()
-    if bindir is None or not (bindir.parent / "lib" / "pg_trgm.so").exists():
-        pytest.skip("no PostgreSQL with the pg_trgm module here")
-    cluster = Cluster(tmp_path_factory.mktemp("trgm"), bindir=bindir)
-    cluster.start()
-    yield cluster.url()
-    cluster.stop("immediate")
+# --- pg_trgm (the trgm_url fixture: conftest.py) ---------------------------------------------
 
 
 def test_with_pg_trgm_q_searches_use_a_trigram_index_on_the_stored_lowered_name(trgm_url):
-    migrate(trgm_url)
     (definition,) = query(trgm_url, "SELECT indexdef FROM pg_indexes WHERE indexname = "
                                     "'city_name_trgm'")[0]
     assert "USING gin (name_lower gin_trgm_ops)" in definition
@@ -174,6 +158,7 @@ def test_with_pg_trgm_q_searches_use_a_trigram_index_on_the_stored_lowered_name(
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
+            cur.execute("TRUNCATE city")
             cur.execute("INSERT INTO city (name, state) SELECT 'Town ' || n, 'S' "
                         "FROM generate_series(1, 5000) AS n")
             cur.execute("INSERT INTO city (name, state) VALUES ('Quixotic Falls', 'S')")

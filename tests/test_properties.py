@@ -77,3 +77,26 @@ def test_cursors_round_trip_and_any_single_edit_is_refused(sort, state, q, name,
             continue
         # base64 may ignore a trailing bit: accepted only if it decodes to the very same key
         assert decode_cursor(edited, query) == tuple(key)
+
+
+# Names and terms made of a few words, spaces and LIKE's special characters, so that terms of
+# several words (looked up word by word) are frequent and often match.
+search_text = st.lists(
+    st.sampled_from(["Abba", "baab", "aab", "ab", " ", " ", "  ", "%", "_", "\\"]),
+    min_size=1, max_size=6,
+).map("".join)
+
+
+@PROPERTY_SETTINGS
+@given(city_names=st.lists(search_text, min_size=1, max_size=12), q=search_text)
+@example(city_names=["Abba Baab", "abba  baab", "Baab Abba"], q="ABBA baab").via("two words")
+def test_q_lists_exactly_the_names_containing_the_term(client, sql, city_names, q):
+    sql("TRUNCATE city RESTART IDENTITY")
+    stored = {expected_stored(name) for name in city_names} - {None}
+    for name in stored:
+        assert client.post("/cities", json.dumps({"name": name, "state": "S"})).status == 201
+    reply = client.get("/cities", query={"q": q, "limit": "100"})
+    assert reply.status == 200, reply
+    assert sorted(c["name"] for c in reply.json) == sorted(
+        name for name in stored if q.lower() in name.lower()
+    )
