@@ -470,11 +470,23 @@ def explain(url: str, params: dict[str, str], *, no_bitmap: bool = False) -> dic
     try:
         query = parse_list_query(MultiDict(params))
         city_store.list_cities(conn, query, query.limit + 1)
-        sql = captured[-1].decode() if isinstance(captured[-1], bytes) else captured[-1]
+    finally:
+        conn.close()
+    sql = captured[-1].decode() if isinstance(captured[-1], bytes) else captured[-1]
+    return explain_sql(url, sql, no_bitmap=no_bitmap)
+
+
+def explain_sql(
+    url: str, sql: str, params: tuple[Any, ...] | None = None, *, no_bitmap: bool = False
+) -> dict[str, Any]:
+    import psycopg2
+
+    conn = psycopg2.connect(url)
+    try:
         with conn.cursor() as cur:
             if no_bitmap:
                 cur.execute("SET enable_bitmapscan = off")
-            cur.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql)
+            cur.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, params)
             plan = cur.fetchone()[0][0]
     finally:
         conn.close()
@@ -497,6 +509,14 @@ def explain(url: str, params: dict[str, str], *, no_bitmap: bool = False) -> dic
         "execution_ms": plan["Execution Time"],
         "pages_read": plan["Plan"]["Shared Hit Blocks"] + plan["Plan"]["Shared Read Blocks"],
     }
+
+
+def one_condition_probe(url: str, term: str) -> dict[str, Any]:
+    """The term's page as one LIKE condition: how q searched before it went word by word."""
+    from cities.city_store import COLUMNS, Q_FILTER, escape_like
+
+    sql = f"SELECT {COLUMNS} FROM city WHERE {Q_FILTER} ORDER BY id LIMIT %s"
+    return {"term": term, **explain_sql(url, sql, (escape_like(term), PAGE_SIZE + 1))}
 
 
 SCALE_QUERIES = {
@@ -573,11 +593,9 @@ def bench_scale(cluster: Any) -> dict[str, Any]:
             for name, p in pages.items()
             if "q" in p and "cursor" not in p
         }
-        # The rare term's distinctive word alone: what its common first word costs the index.
         rare = pages["q=<one name> (1 row), first page"]["q"]
-        word_probe = explain(url, {"q": rare.split()[-1]})
         out["sizes"][str(rows)] = {
-            "rare_word_probe": {"term": rare, "q": rare.split()[-1], **word_probe},
+            "one_condition_probe": one_condition_probe(url, rare),
             "load_seconds": round(setup["load"], 1),
             "matches": setup["counts"],
             "timings": {name: timings[(rows, name, "reuse")] for name in pages},
