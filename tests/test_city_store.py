@@ -40,6 +40,7 @@ def test_rarest_first_orders_words_by_share_and_breaks_ties_by_length():
 def test_name_stats_come_from_the_planners_statistics_and_are_kept_a_while(
     sql, database_url, monkeypatch
 ):
+    monkeypatch.setattr(city_store, "_name_stats", {})  # none kept from earlier tests
     sql("INSERT INTO city (name, state) SELECT CASE WHEN n % 4 = 0 THEN 'Oakhaven ' ELSE 'Elm ' "
         "END || n, 'S' FROM generate_series(1, 2000) AS n")
     sql("ANALYZE city")
