@@ -21,7 +21,9 @@ from .validation import detail
 
 HEADER = "Idempotency-Key"
 TTL = "24 hours"
-_VALID_KEY = re.compile(r"[\x21-\x7e]{1,255}")  # visible ASCII, like a UUID or a ULID
+# Visible ASCII, like a UUID or a ULID (also the OpenAPI document's pattern for the header).
+KEY_PATTERN = "[!-~]{1,255}"
+_VALID_KEY = re.compile(KEY_PATTERN)
 
 _CLAIM = """
 INSERT INTO idempotency_key (key, request_hash, expires_at)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .idempotency import KEY_PATTERN, TTL
 from .listing import DEFAULT_LIMIT, MAX_LIMIT, SORTS
 from .validation import MAX_TEXT_LENGTH
 
@@ -214,9 +215,9 @@ def document() -> dict[str, Any]:
                         {
                             "name": "Idempotency-Key",
                             "in": "header",
-                            "description": "Makes retries safe: a repeat within 24 hours returns "
+                            "description": f"Makes retries safe: a repeat within {TTL} returns "
                             "the first response; reuse with another body is 422.",
-                            "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
+                            "schema": {"type": "string", "pattern": f"^{KEY_PATTERN}$"},
                         }
                     ],
                     "requestBody": _body("CityInput"),
