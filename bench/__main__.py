@@ -810,7 +810,7 @@ def main() -> int:
     from bench.report import render
 
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    from bench.pg_cluster import Cluster
+    from bench.pg_cluster import BenchCluster
 
     started = time.perf_counter()
     results: dict[str, Any] = {"machine": machine(), "knobs": {
@@ -822,7 +822,8 @@ def main() -> int:
     cluster = None
     try:
         if {"request", "scale", "memory"} & set(SECTIONS):
-            cluster = Cluster(settings={"max_connections": "50"}).start()
+            cluster = BenchCluster(settings={"max_connections": "50"})
+            cluster.start()
             from cities.migrate import migrate
 
             with_conn = psycopg2_version_and_server(cluster.url())

@@ -3,7 +3,8 @@
 Built from the binaries the `pgserver` wheel ships, so it needs no PostgreSQL on the machine;
 those are built without OpenSSL, so TLS tests look for an SSL-capable installation instead
 (`ssl_capable_bindir`) and skip where there is none. PostgreSQL refuses to run as root; as
-root, the cluster runs as pgserver's system user.
+root, the cluster runs as pgserver's system user. The benchmark's cluster builds on this one
+(bench/pg_cluster.py).
 """
 
 from __future__ import annotations
