@@ -606,7 +606,7 @@ def bench_scale(cluster: Any) -> dict[str, Any]:
             "plans_without_trigram_index": without_trgm,
         }
         if rows != max(SCALE_ROWS):
-            _admin(cluster.url(), f'DROP DATABASE "cities_scale_{rows}"')
+            cluster.admin(f'DROP DATABASE "cities_scale_{rows}"')
     out["targets"] = scale_targets(out["sizes"])
     return out
 
@@ -636,18 +636,6 @@ def scale_targets(sizes: dict[str, Any]) -> dict[str, Any]:
                 t["median"] / first, 1.5
             )
     return targets
-
-
-def _admin(url: str, sql: str) -> None:
-    import psycopg2
-
-    conn = psycopg2.connect(url)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-    finally:
-        conn.close()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -52,14 +52,18 @@ class BenchCluster(Cluster):
         """A TCP URL with the password, as a hosted database's would be (without TLS)."""
         return super().url(dbname, sslmode="disable")
 
-    def create_database(self, name: str) -> str:
+    def admin(self, sql: str) -> None:
+        """Run one statement outside a transaction (CREATE/DROP DATABASE) as the superuser."""
         conn = psycopg2.connect(self.url())
         try:
             conn.autocommit = True
             with conn.cursor() as cur:
-                cur.execute(f'CREATE DATABASE "{name}"')
+                cur.execute(sql)
         finally:
             conn.close()
+
+    def create_database(self, name: str) -> str:
+        self.admin(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
     def stop(self) -> None:
