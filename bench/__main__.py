@@ -230,8 +230,6 @@ def bench_cold() -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------
 # 2. Per-request cost, and connection reuse
 # ----------------------------------------------------------------------------------------------
-# The query of GET /cities/{id} (city_store.get_city), which every floor runs as it is.
-SELECT_BY_ID = "SELECT id, name, state, created_at, updated_at FROM city WHERE id = %s"
 SEED_ROWS = 1000
 
 
@@ -257,6 +255,7 @@ def bench_request(url: str) -> dict[str, Any]:
     import psycopg2
     import serverless_wsgi
 
+    from cities.city_store import SELECT_BY_ID  # GET /cities/{id}'s query, run by every floor
     from tests.lambda_events import http_api_event
 
     log(f"per request: {REQUESTS} interleaved rounds, TCP + SCRAM to a local PostgreSQL")

@@ -16,6 +16,8 @@ from psycopg2.extensions import connection
 from .listing import ListQuery
 
 COLUMNS = "id, name, state, created_at, updated_at"
+# GET /cities/{id}; also the query the benchmark's floors run as they are.
+SELECT_BY_ID = f"SELECT {COLUMNS} FROM city WHERE id = %s"
 
 # sort -> (the key a page is ordered by, descending?). The key of a cursor's row (ListQuery.after)
 # holds the same columns' values: (id,) or (name, id).
@@ -161,7 +163,7 @@ def _q_conditions(conn: connection, term: str) -> tuple[list[str], list[str]]:
 
 def get_city(conn: connection, city_id: int) -> dict[str, Any] | None:
     with conn.cursor() as cur:
-        cur.execute(f"SELECT {COLUMNS} FROM city WHERE id = %s", (city_id,))
+        cur.execute(SELECT_BY_ID, (city_id,))
         return _as_city(cur.fetchone())
 
 
