@@ -657,10 +657,6 @@ def find_artifact() -> Path | None:
     return None
 
 
-def _dir_size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
 # The cold-init snippet, importing `handler` from an unpacked zip (`-I`: nothing else on the path).
 _ARTIFACT_IMPORT = "import sys; sys.path.insert(0, {d!r}); " + _IMPORT.format(module="handler")
 
@@ -729,7 +725,7 @@ def bench_artifact() -> dict[str, Any]:
             "artifact": artifact.name,
             "runtime_python": package_lambda.RUNTIME_VERSION,
             "zipped_mib": round(artifact.stat().st_size / 2**20, 2),
-            "unpacked_mib": round(_dir_size(ours) / 2**20, 2),
+            "unpacked_mib": round(package_lambda.dir_size(ours) / 2**20, 2),
             "cpu": {n: summary(cpu[n]) for n in variants},
             "wall": {n: summary(wall[n]) for n in variants},
         }
