@@ -45,6 +45,18 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return embedded.start(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
 
 
+def run_sql(url: str, query: str, params: Any = None) -> list[tuple]:
+    """Run one statement on its own autocommit connection (so CREATE DATABASE too); its rows."""
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
+
+
 class Databases:
     """Creates scratch databases on the test server and drops them afterwards."""
 
@@ -52,24 +64,15 @@ class Databases:
         self.server_url = server_url
         self.names: list[str] = []
 
-    def _admin(self, sql: str) -> None:
-        conn = psycopg2.connect(self.server_url)
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(sql)
-        finally:
-            conn.close()
-
     def create(self) -> str:
         name = f"cities_test_{uuid.uuid4().hex[:12]}"
-        self._admin(f'CREATE DATABASE "{name}"')
+        run_sql(self.server_url, f'CREATE DATABASE "{name}"')
         self.names.append(name)
         return make_dsn(self.server_url, dbname=name)
 
     def drop_all(self) -> None:
         for name in self.names:
-            self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            run_sql(self.server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ from flask import Flask
 from cities import config, create_app, db
 from cities.db import close_db, get_db, kept_connection
 from cities.migrate import migrate
+from tests.conftest import run_sql
 from tests.lambda_events import Client
 from tests.pg_cluster import Cluster
 
@@ -36,26 +37,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 @pytest.fixture(scope="module")
 def reuse_url(cluster: Cluster) -> str:
     name = f"cities_reuse_{uuid.uuid4().hex[:8]}"
-    _admin(cluster.url(), f'CREATE DATABASE "{name}"')
+    run_sql(cluster.url(), f'CREATE DATABASE "{name}"')
     url = cluster.url(name)
     migrate(url)
     return url
 
 
-def _admin(url: str, query: str, params: Any = None) -> list[tuple]:
-    conn = psycopg2.connect(url)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query, params)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()
-
-
 def backends(url: str) -> list[tuple[int, str]]:
     """(pid, state) of the API's connections, as the server sees them."""
-    return _admin(
+    return run_sql(
         url,
         "SELECT pid, state FROM pg_stat_activity WHERE application_name = 'cities' "
         "AND datname = current_database() ORDER BY pid",
@@ -78,7 +68,7 @@ def make_app(reuse_url: str) -> Iterator[Callable[..., Flask]]:
         apps.append(app)
         return app
 
-    _admin(reuse_url, "TRUNCATE city RESTART IDENTITY")
+    run_sql(reuse_url, "TRUNCATE city RESTART IDENTITY")
     yield build
     for app in apps:
         kept_connection(app).drop()
@@ -123,7 +113,7 @@ def test_backend_killed_between_requests_is_replaced_transparently(
     client = client_for(make_app())
     city = client.post("/cities", {"name": "Shelbyville", "state": "Illinois"}).json
     [(pid, _)] = wait_for_backends(reuse_url, 1)
-    assert _admin(reuse_url, "SELECT pg_terminate_backend(%s)", (pid,)) == [(True,)]
+    assert run_sql(reuse_url, "SELECT pg_terminate_backend(%s)", (pid,)) == [(True,)]
     wait_for_backends(reuse_url, 0)
 
     reply = client.get(f"/cities/{city['id']}")
@@ -194,7 +184,7 @@ def test_uncommitted_write_is_rolled_back_not_carried_over(
         with conn.cursor() as cur:
             cur.execute("INSERT INTO city (name, state) VALUES ('Never', 'Committed')")
     assert not conn.closed  # kept, after a rollback
-    assert _admin(reuse_url, "SELECT count(*) FROM city") == [(0,)]
+    assert run_sql(reuse_url, "SELECT count(*) FROM city") == [(0,)]
     assert backends(reuse_url)[0][1] == "idle"
     with app.app_context():
         assert get_db() is conn  # reused, in a fresh transaction that cannot see the insert
@@ -255,7 +245,7 @@ def test_kept_connection_dead_without_notice_is_replaced_before_use(
     client = client_for(make_app())
     city = client.post("/cities", {"name": "North Haverbrook", "state": "Illinois"}).json
     [(pid, _)] = wait_for_backends(reuse_url, 1)
-    assert _admin(reuse_url, "SELECT pg_terminate_backend(%s)", (pid,)) == [(True,)]
+    assert run_sql(reuse_url, "SELECT pg_terminate_backend(%s)", (pid,)) == [(True,)]
     wait_for_backends(reuse_url, 0)
     monkeypatch.setattr(db, "_has_unread_data", lambda conn: False)  # the check sees nothing
 

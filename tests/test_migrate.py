@@ -10,18 +10,9 @@ import psycopg2
 import pytest
 
 from cities.migrate import MIGRATIONS_DIR, MigrationError, latest_version, load_migrations, migrate
+from tests.conftest import run_sql
 
 SHIPPED = [m.name for m in load_migrations()]
-
-
-def query(url: str, sql: str) -> list[tuple]:
-    conn = psycopg2.connect(url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return cur.fetchall()
-    finally:
-        conn.close()
 
 
 @pytest.fixture
@@ -35,11 +26,11 @@ def migrations_dir(tmp_path: Path) -> Path:
 def test_fresh_database_gets_every_migration(empty_database_url):
     result = migrate(empty_database_url)
     assert result == {"applied": SHIPPED, "already_applied": 0, "version": latest_version()}
-    rows = query(empty_database_url,
-                 "SELECT version, name, length(checksum) FROM schema_migrations")
+    rows = run_sql(empty_database_url,
+                   "SELECT version, name, length(checksum) FROM schema_migrations")
     assert [(v, n) for v, n, _ in rows] == [(m.version, m.name) for m in load_migrations()]
     assert all(length == 64 for *_, length in rows)
-    columns = query(
+    columns = run_sql(
         empty_database_url,
         "SELECT column_name, data_type FROM information_schema.columns "
         "WHERE table_name = 'city' ORDER BY ordinal_position",
@@ -62,7 +53,8 @@ def test_concurrent_runs_both_succeed_and_apply_each_file_once(empty_database_ur
         results = list(pool.map(lambda _: migrate(empty_database_url), range(4)))
     applied = [name for result in results for name in result["applied"]]
     assert sorted(applied) == sorted(SHIPPED)
-    assert query(empty_database_url, "SELECT count(*) FROM schema_migrations") == [(len(SHIPPED),)]
+    count = run_sql(empty_database_url, "SELECT count(*) FROM schema_migrations")
+    assert count == [(len(SHIPPED),)]
 
 
 def test_a_new_file_is_applied_on_the_next_run(empty_database_url, migrations_dir):
@@ -83,7 +75,7 @@ def test_a_changed_applied_file_is_refused(empty_database_url, migrations_dir):
 
     with pytest.raises(MigrationError, match=f"{first.name} was changed after it was applied"):
         migrate(empty_database_url, directory=migrations_dir)
-    assert query(empty_database_url, "SELECT to_regclass('more') IS NULL") == [(True,)]
+    assert run_sql(empty_database_url, "SELECT to_regclass('more') IS NULL") == [(True,)]
 
 
 def test_line_ending_changes_do_not_count_as_changes(empty_database_url, migrations_dir):
@@ -103,11 +95,11 @@ def test_a_failing_file_is_rolled_back_whole_and_later_files_wait(empty_database
     with pytest.raises(MigrationError, match=r"0900_half\.sql failed and was rolled back"):
         migrate(empty_database_url, directory=migrations_dir)
 
-    assert query(empty_database_url, "SELECT to_regclass('half_done') IS NULL, "
-                 "to_regclass('after_half') IS NULL, to_regclass('city') IS NOT NULL") == [
+    assert run_sql(empty_database_url, "SELECT to_regclass('half_done') IS NULL, "
+                   "to_regclass('after_half') IS NULL, to_regclass('city') IS NOT NULL") == [
         (True, True, True)
     ]
-    assert query(empty_database_url, "SELECT max(version) FROM schema_migrations") == [
+    assert run_sql(empty_database_url, "SELECT max(version) FROM schema_migrations") == [
         (latest_version(),)
     ]
 
@@ -128,7 +120,7 @@ def test_duplicate_versions_are_refused(migrations_dir):
 def test_the_lock_is_released_after_a_run(empty_database_url):
     migrate(empty_database_url)
     locks = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-    assert query(empty_database_url, locks) == [(0,)]
+    assert run_sql(empty_database_url, locks) == [(0,)]
 
 
 def test_handler_migrate_prefers_migrations_database_url(handler_module, empty_database_url,
@@ -151,8 +143,8 @@ def test_handler_migrate_without_any_url_fails_clearly(handler_module, monkeypat
 
 
 def test_with_pg_trgm_q_searches_use_a_trigram_index_on_the_stored_lowered_name(trgm_url):
-    (definition,) = query(trgm_url, "SELECT indexdef FROM pg_indexes WHERE indexname = "
-                                    "'city_name_trgm'")[0]
+    (definition,) = run_sql(trgm_url, "SELECT indexdef FROM pg_indexes WHERE indexname = "
+                                      "'city_name_trgm'")[0]
     assert "USING gin (name_lower gin_trgm_ops)" in definition
     conn = psycopg2.connect(trgm_url)
     conn.autocommit = True
