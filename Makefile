@@ -55,7 +55,7 @@ SECRETS ?=
 SLS_FLAGS := --stage $(STAGE) $(if $(SECRETS),--param=secrets=$(SECRETS))
 ZIP := dist/cities.zip
 APP_SOURCES := handler.py requirements.txt deploy/package_lambda.py \
-	$(shell find cities -name '*.py' -o -name '*.sql' 2>/dev/null)
+	$(shell find cities -name '*.py' -o -name '*.sql' -o -name '*.js' 2>/dev/null)
 NODE_STAMP := node_modules/.installed
 # Plain `npx osls ...` with no telemetry or update notices (the CLI runs offline for packaging).
 OSLS := env SLS_TELEMETRY_DISABLED=1 SLS_NOTIFICATIONS_MODE=off npx --no-install osls

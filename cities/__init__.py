@@ -39,7 +39,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             "until it is configured"
         )
 
-    from . import city_api, db, errors, meta_api, request_log, ssm
+    from . import city_api, db, docs_api, errors, meta_api, request_log, ssm
     from .gateway import GatewayPaths
 
     db.init_app(app)
@@ -48,5 +48,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     ssm.init_app(app)
     app.register_blueprint(city_api.bp)
     app.register_blueprint(meta_api.bp)
+    app.register_blueprint(docs_api.bp)
     app.wsgi_app = GatewayPaths(app.wsgi_app)
     return app

@@ -42,6 +42,17 @@ APP_EXCLUDE = ("cities/embedded.py",)
 # (the platform tags the suite checks) and the licence files the wheels ship; RECORD, INSTALLER,
 # REQUESTED, entry points and the like only serve pip.
 DIST_INFO_KEEP = ("METADATA", "WHEEL")
+# flask-swagger-ui ships the whole Swagger UI distribution; /docs serves only the bundle and its
+# CSS (cities/docs_api.py), so the standalone build, its preset and the OAuth2 page stay out.
+DEPENDENCY_EXCLUDE = (
+    "flask_swagger_ui/dist/swagger-ui.js",
+    "flask_swagger_ui/dist/swagger-ui-standalone-preset.js",
+    "flask_swagger_ui/dist/oauth2-redirect.html",
+    "flask_swagger_ui/dist/oauth2-redirect.js",
+    "flask_swagger_ui/dist/index.css",
+    "flask_swagger_ui/dist/favicon-16x16.png",
+    "flask_swagger_ui/dist/favicon-32x32.png",
+)
 FIXED_DATE = (2020, 1, 1, 0, 0, 0)
 
 
@@ -86,8 +97,11 @@ def install_wheels(target: Path, requirements: Path, version: str) -> None:
 
 
 def prune(target: Path) -> None:
-    """Remove what pip leaves for itself: scripts, caches and dist-info bookkeeping."""
+    """Remove what pip leaves for itself (scripts, caches, dist-info bookkeeping) and the
+    dependencies' files the app never reads."""
     shutil.rmtree(target / "bin", ignore_errors=True)
+    for name in DEPENDENCY_EXCLUDE:
+        (target / name).unlink(missing_ok=True)
     for cache in list(target.rglob("__pycache__")):
         shutil.rmtree(cache)
     for dist_info in target.glob("*.dist-info"):

@@ -8,6 +8,8 @@ both entry points on the runtime's Python version against a real PostgreSQL.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import re
 import struct
@@ -17,6 +19,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from cities import docs_api
 from deploy import package_lambda
 from tests.lambda_events import http_api_event, to_reply
 
@@ -28,6 +31,7 @@ MAX_GLIBC = (2, 34)
 EM_X86_64 = 62
 
 RUNTIME_PYTHON = package_lambda.find_runtime_python()
+BUNDLE_URL = f"/docs/assets/{docs_api.asset_version()}/swagger-ui-bundle.js"
 
 
 def build_zip() -> Path:
@@ -75,6 +79,9 @@ def test_zip_ships_nothing_the_runtime_does_not_need(names: list[str], lambda_zi
                      "pip", "setuptools", "bin", "deploy", ".env", "serverless.yml"):
         assert unwanted not in tops, f"{unwanted} must not be in the zip"
     assert "cities/embedded.py" not in names  # development-only (pgserver)
+    # Of Swagger UI's distribution, /docs serves only the bundle and its CSS.
+    assert "flask_swagger_ui/dist/swagger-ui-bundle.js" in names
+    assert "flask_swagger_ui/dist/swagger-ui-standalone-preset.js" not in names
     for name in names:
         path = PurePosixPath(name)
         dist_info = next((p for p in path.parts if p.endswith(".dist-info")), None)
@@ -201,6 +208,8 @@ def test_unpacked_zip_alone_migrates_and_serves_on_the_runtime_python(
         http_api_event("POST", "/cities", {"name": "Tulsa", "state": "Oklahoma"},
                        headers={"authorization": "Bearer zip-key"}),
         http_api_event("GET", "/cities", None),
+        http_api_event("GET", BUNDLE_URL, None),
+        http_api_event("GET", BUNDLE_URL, None, headers={"accept-encoding": "gzip"}),
     ]
     result = subprocess.run(
         [RUNTIME_PYTHON, "-B", "-I", "-S", "-c", DRIVER],
@@ -213,7 +222,11 @@ def test_unpacked_zip_alone_migrates_and_serves_on_the_runtime_python(
     out = json.loads(result.stdout)
     assert out["migrate"]["applied"], out["migrate"]
     assert out["migrate_again"]["applied"] == []
-    health, created, listed = (to_reply(reply) for reply in out["replies"])
+    health, created, listed = (to_reply(reply) for reply in out["replies"][:3])
+    plain, packed = out["replies"][3:]
+    bundle = (docs_api._swagger_dist() / "swagger-ui-bundle.js").read_bytes()
+    assert plain["body"].encode() == bundle
+    assert gzip.decompress(base64.b64decode(packed["body"])) == bundle
     assert health.status == 200 and health.json["status"] == "ok"
     assert created.status == 201 and created.json["name"] == "Tulsa"
     assert listed.status == 200 and [c["name"] for c in listed.json] == ["Tulsa"]
