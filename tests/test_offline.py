@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,13 +43,18 @@ def call(method: str, url: str, body: dict | None = None, headers: dict | None =
 
 
 @pytest.fixture
-def offline(databases, tmp_path: Path):
-    """The emulator on free loopback ports; always stopped (its whole process group)."""
+def offline(databases, tmp_path: Path) -> Iterator[str]:
+    yield from run_offline(databases.create(), tmp_path)
+
+
+def run_offline(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """The emulator on free loopback ports, API key `offline-key`; its URL while the generator
+    is suspended, then always stopped (its whole process group)."""
     subprocess.run(["make", "--no-print-directory", "node_modules/.installed"], cwd=ROOT,
                    check=True)
     http_port, lambda_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(DATABASE_URL=databases.create(), API_KEYS="offline-key",
+    env.update(DATABASE_URL=database_url, API_KEYS="offline-key",
                SLS_TELEMETRY_DISABLED="1", SLS_NOTIFICATIONS_MODE="off")
     log = (tmp_path / "offline.log").open("w")
     process = subprocess.Popen(
