@@ -55,13 +55,12 @@ def _swagger_dist() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "dist"
 
 
-def _asset_paths() -> dict[str, Path]:
-    dist = _swagger_dist()
-    return {
-        "swagger-ui-bundle.js": dist / "swagger-ui-bundle.js",
-        "swagger-ui.css": dist / "swagger-ui.css",
-        "swagger-initializer.js": OWN_ASSETS / "swagger-initializer.js",
-    }
+# What the page loads: Swagger UI's bundle and CSS, and our initializer.
+ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css", "swagger-initializer.js")
+
+
+def _asset_path(name: str) -> Path:
+    return (OWN_ASSETS if name == "swagger-initializer.js" else _swagger_dist()) / name
 
 
 @cache
@@ -73,11 +72,9 @@ def asset_version() -> str:
 
 
 @cache
-def _asset(name: str) -> tuple[bytes, str] | None:
-    """The asset's bytes and media type (no dataclass: defining one costs init time)."""
-    path = _asset_paths().get(name)
-    if path is None:
-        return None
+def _asset(name: str) -> tuple[bytes, str]:
+    """One of `ASSETS`, read once per container: its bytes and media type."""
+    path = _asset_path(name)
     return path.read_bytes(), _MIMETYPES[path.suffix]
 
 
@@ -93,10 +90,11 @@ def passes_binary_bodies() -> bool:
     """False behind an API Gateway REST API, which turns a base64 (binary) body back into bytes
     only when the API lists binary media types; serverless-wsgi base64-encodes any gzip body.
 
-    HTTP APIs, Function URLs and ALBs always decode it, and a local server has no event at all.
+    HTTP APIs (both payload versions), Function URLs and ALBs always decode it, and a local
+    server has no event at all. REST API events are the ones with neither `version` nor `elb`.
     """
     event = request.environ.get("serverless.event")
-    if not isinstance(event, dict) or event.get("version") == "2.0":
+    if not isinstance(event, dict) or event.get("version"):
         return True
     return bool((event.get("requestContext") or {}).get("elb"))
 
@@ -136,10 +134,9 @@ def page() -> Response:
 
 @bp.get("/docs/assets/<version>/<name>")
 def asset(version: str, name: str) -> Response:
-    found = _asset(name)
-    if found is None or version != asset_version():
-        abort(404)
-    data, mimetype = found
+    if name not in ASSETS or version != asset_version():
+        abort(404)  # before any cache: a client's made-up names must not grow one
+    data, mimetype = _asset(name)
     gzipped = passes_binary_bodies() and request.accept_encodings["gzip"] > 0
     response = Response(_gzipped(name) if gzipped else data, mimetype=mimetype)
     if gzipped:

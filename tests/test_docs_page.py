@@ -1,7 +1,8 @@
 """`/docs` in a real browser: the system's headless Chromium, driven by Playwright, loads the page
-from the app behind a real HTTP server, shows every operation of the OpenAPI document, and creates
-a city through "Try it out" with a bearer key from the Authorize dialog. Every request the browser
-makes is recorded: none may leave 127.0.0.1, and the page's CSP must block nothing.
+from the app behind a real HTTP server, shows every operation of the OpenAPI document, and
+creates, updates and deletes a city through "Try it out" with a bearer key from the Authorize
+dialog. Every request the browser makes is recorded: none may leave 127.0.0.1, and the page's CSP
+must block nothing.
 
 Set DOCS_SCREENSHOT=docs/docs-page.png to refresh the README's screenshot from this test.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -144,7 +146,22 @@ def shown_operations(page: Any, expected: int) -> set[tuple[str, str]]:
     }
 
 
-def test_docs_page_shows_every_operation_and_creates_a_city(deployment, browser) -> None:
+def execute(page: Any, operation_id: str, params: dict[str, Any],
+            body: dict[str, Any] | None = None, expect: str = "200") -> Any:
+    """Open an operation, "Try it out" with these values, execute: the expected status cell."""
+    block = page.locator(f"#operations-default-{operation_id}")
+    block.locator(".opblock-summary").click()
+    block.locator(".try-out__btn").click()
+    for name, value in params.items():
+        block.locator(f'[data-param-name="{name}"] input').fill(str(value))
+    if body is not None:
+        block.locator("textarea.body-param__text").fill(json.dumps(body))
+    block.locator("button.execute").click()
+    return block.locator(".live-responses-table tbody .response-col_status").filter(
+        has_text=expect)
+
+
+def test_docs_page_shows_every_operation_and_writes_with_a_key(deployment, browser) -> None:
     recorder = Recorder(browser)
     page = recorder.page
     page.goto(f"{deployment.url}/docs")
@@ -184,6 +201,12 @@ def test_docs_page_shows_every_operation_and_creates_a_city(deployment, browser)
         page.screenshot(path=os.environ["DOCS_SCREENSHOT"], full_page=True,
                         clip={"x": 0, "y": 0, "width": 1280, "height": bottom + 16})
 
+    city_id = listed[0]["id"]
+    execute(page, "updateCity", {"id": city_id}, {"state": "FVG"}).wait_for()
+    assert get_json(f"{deployment.url}/cities/{city_id}")["state"] == "FVG"
+    execute(page, "deleteCity", {"id": city_id}).wait_for()
+    assert get_json(f"{deployment.url}/cities") == []
+
     recorder.assert_only_local_and_allowed()
     # The browser logs the refused write (the first execute) as a failed resource: nothing else.
     assert [problem.split(" (")[0] for problem in recorder.problems] == [
@@ -192,8 +215,9 @@ def test_docs_page_shows_every_operation_and_creates_a_city(deployment, browser)
 
 
 def test_a_browser_at_the_root_of_make_run_lands_on_the_docs(database_url, sql, browser) -> None:
-    """`make run` serves the app at the root, without keys: `/` sends a browser to `/docs`."""
-    sql("INSERT INTO city (name, state) VALUES ('Matera', 'Basilicata')")
+    """`make run` serves the app at the root, without keys: `/` sends a browser to `/docs`,
+    where the first page of a listing shows its `Link` to the next."""
+    sql("INSERT INTO city (name, state) VALUES ('Matera', 'Basilicata'), ('Bari', 'Apulia')")
     app = create_app({"DATABASE_URL": database_url})
     with local_server(app, "") as url:
         recorder = Recorder(browser)
@@ -203,12 +227,10 @@ def test_a_browser_at_the_root_of_make_run_lands_on_the_docs(database_url, sql, 
         operations = documented_operations(url)
         assert shown_operations(page, len(operations)) == operations
 
-        listing = page.locator("#operations-default-listCities")
-        listing.locator(".opblock-summary").click()
-        listing.locator(".try-out__btn").click()
-        listing.locator("button.execute").click()
-        listing.locator(".live-responses-table tbody .response-col_status").filter(
-            has_text="200").wait_for()
-        assert "Matera" in listing.locator(".live-responses-table .microlight").first.inner_text()
+        execute(page, "listCities", {"limit": 1}).wait_for()
+        response = page.locator("#operations-default-listCities .live-responses-table tbody")
+        assert '"Matera"' in response.inner_text() and '"Bari"' not in response.inner_text()
+        assert re.search(rf'link: <{re.escape(url)}/cities\?limit=1&[^>]*cursor=[^>]+>; rel="next"',
+                         response.inner_text())
         recorder.assert_only_local_and_allowed()
         assert recorder.problems == []
