@@ -35,10 +35,12 @@ pytestmark = pytest.mark.skipif(
     CHROMIUM is None,
     reason="no Chromium installed (Debian: apt-get install chromium; .ci/run installs it)",
 )
-# As root (CI) Chromium needs --no-sandbox; the rest keeps it from calling home.
+# As root (CI) Chromium needs --no-sandbox; the rest keeps it from calling home, and no host
+# name resolves: a request for anything but 127.0.0.1 fails (and is still recorded).
 CHROMIUM_FLAGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 ]
 API_KEY = "docs-page-key"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
@@ -54,7 +56,7 @@ document.addEventListener("securitypolicyviolation", (e) => {
 @dataclass
 class Deployment:
     url: str  # the API's root, as the browser reaches it
-    api_key: str | None
+    api_key: str
 
 
 @contextmanager
