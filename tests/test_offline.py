@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_artifact import build_zip
+
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_SECONDS = 90
 
@@ -42,8 +44,9 @@ def call(method: str, url: str, body: dict | None = None, headers: dict | None =
 
 
 @pytest.fixture
-def offline(databases, tmp_path: Path):
+def offline(node, databases, tmp_path: Path):
     """The emulator on free loopback ports; always stopped (its whole process group)."""
+    build_zip()  # the emulator runs the packaged artifact, as `make offline` builds it
     subprocess.run(["make", "--no-print-directory", "node_modules/.installed"], cwd=ROOT,
                    check=True)
     http_port, lambda_port = free_port(), free_port()
@@ -81,17 +84,29 @@ def offline(databases, tmp_path: Path):
 
 def test_offline_serves_the_api_and_cors_like_the_http_api(offline: str) -> None:
     status, _, body = call("GET", f"{offline}/health")
-    assert status == 200 and json.loads(body)["status"] == "ok", body
+    assert status == 200 and json.loads(body).get("status") == "ok", body
 
     status, _, body = call("POST", f"{offline}/cities", {"name": "Boise", "state": "Idaho"})
     assert status == 401 and json.loads(body)["error"]["code"] == "unauthorized"
     status, headers, body = call("POST", f"{offline}/cities", {"name": "Boise", "state": "Idaho"},
                                  {"Authorization": "Bearer offline-key"})
     assert status == 201, body
-    assert headers["location"].endswith(f"/cities/{json.loads(body)['id']}")
+    created = json.loads(body)
+    # Generated URLs are followable: plain http, as the emulator serves (not serverless-wsgi's
+    # default https).
+    assert headers["location"] == f"{offline}/cities/{created['id']}"
+    status, _, body = call("GET", headers["location"])
+    assert status == 200 and json.loads(body) == created
+    call("POST", f"{offline}/cities", {"name": "Nampa", "state": "Idaho"},
+         {"Authorization": "Bearer offline-key"})
+    status, headers, _ = call("GET", f"{offline}/cities?limit=1")
+    next_url = headers["link"].split(">")[0].lstrip("<")
+    assert next_url.startswith(f"{offline}/cities?"), headers["link"]
+    status, _, body = call("GET", next_url)
+    assert status == 200 and [c["name"] for c in json.loads(body)] == ["Nampa"]
 
     status, _, body = call("GET", f"{offline}/cities?state=idaho")
-    assert status == 200 and [c["name"] for c in json.loads(body)] == ["Boise"]
+    assert status == 200 and [c["name"] for c in json.loads(body)] == ["Boise", "Nampa"]
     status, _, body = call("GET", f"{offline}/nowhere")
     assert status == 404 and json.loads(body)["error"]["code"] == "not_found"
 
@@ -103,3 +118,28 @@ def test_offline_serves_the_api_and_cors_like_the_http_api(offline: str) -> None
     lowered = {k.lower(): v for k, v in headers.items()}
     assert lowered["access-control-allow-origin"] in ("*", "https://app.example")
     assert "POST" in lowered["access-control-allow-methods"]
+
+
+def test_sigterm_stops_the_emulator_then_the_wrapper(databases, tmp_path: Path) -> None:
+    """A process manager's stop reaches the emulator, and the wrapper exits after it (so its exit
+    handlers stop an embedded server)."""
+    marker = tmp_path / "emulator"
+    emulator = ("import pathlib, signal, sys, time\n"
+                f"marker = pathlib.Path({str(marker)!r})\n"
+                "signal.signal(signal.SIGTERM, lambda *_: (marker.write_text('stopped'),"
+                " sys.exit(0)))\n"
+                "marker.write_text('running')\n"
+                "time.sleep(60)\n")
+    env = {**os.environ, "DATABASE_URL": databases.create()}
+    process = subprocess.Popen([sys.executable, "deploy/offline.py", "--", sys.executable, "-c",
+                                emulator], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
+    assert marker.read_text() == "stopped"
