@@ -84,9 +84,10 @@ def set_aside_other_major(data_dir: Path, major: str) -> Path | None:
 
 
 def moved_message(data_dir: Path, moved: Path, major: str) -> str:
+    found = (moved / "PG_VERSION").read_text().strip()
     return (
         f"note: {data_dir} holds data of another PostgreSQL major version "
-        f"({moved.name.split('-')[1]}) that PostgreSQL {major} cannot open. It was moved, "
+        f"({found}) that PostgreSQL {major} cannot open. It was moved, "
         f"untouched, to {moved}, and a new empty database is created. To copy its rows over, "
         "see the README's 'Local data from PostgreSQL 16'; if you do not need them: "
         f"rm -r {moved}"
