@@ -128,12 +128,17 @@ def data(tmp_path: Path) -> Iterator[Path]:
         proc.kill()
 
 
+def default_sigint() -> None:
+    """Ctrl-C as in a terminal, even where the suite runs with SIGINT ignored (a background job)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def serve(cwd: Path, *args: str) -> tuple[subprocess.Popen, str]:
     """`python -m cities serve` in `cwd` on a free port, once it answers; (process, base URL)."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "cities", "serve", "--port", str(port), *args],
                             cwd=cwd, env=cli_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=default_sigint)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
