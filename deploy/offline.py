@@ -10,6 +10,7 @@ nothing is left running.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -47,12 +48,27 @@ def main(argv: list[str]) -> int:
     env = {**os.environ, "DATABASE_URL": url, "VIRTUAL_ENV": str(venv)}
     emulator = subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603
     # A SIGTERM is passed on; the emulator's exit then ends this process normally.
-    signal.signal(signal.SIGTERM, lambda signum, _: emulator.send_signal(signum))
+    signal.signal(signal.SIGTERM, lambda signum, _: _signal_tree(emulator.pid, signum))
     while True:
         try:
-            return emulator.wait()
-        except KeyboardInterrupt:  # pass it on (a terminal's Ctrl-C reached both), then wait
-            emulator.send_signal(signal.SIGINT)
+            code = emulator.wait()
+            return 128 - code if code < 0 else code  # killed by a signal: the shell's way
+        except KeyboardInterrupt:  # pass it on (a terminal's Ctrl-C reached all), then wait
+            _signal_tree(emulator.pid, signal.SIGINT)
+
+
+def _signal_tree(pid: int, signum: int) -> None:
+    """Signal a process and its descendants: npx does not pass a SIGTERM on to the CLI it runs."""
+    import psutil
+
+    try:
+        parent = psutil.Process(pid)
+        processes = [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.send_signal(signum)
 
 
 if __name__ == "__main__":

@@ -121,25 +121,30 @@ def test_offline_serves_the_api_and_cors_like_the_http_api(offline: str) -> None
 
 
 def test_sigterm_stops_the_emulator_then_the_wrapper(databases, tmp_path: Path) -> None:
-    """A process manager's stop reaches the emulator, and the wrapper exits after it (so its exit
-    handlers stop an embedded server)."""
-    marker = tmp_path / "emulator"
-    emulator = ("import pathlib, signal, sys, time\n"
-                f"marker = pathlib.Path({str(marker)!r})\n"
+    """A process manager's stop reaches the emulator's CLI (which npx runs as a child and does not
+    pass signals to), and the wrapper exits after it (so its exit handlers stop an embedded
+    server)."""
+    cli = tmp_path / "cli"
+    cli_code = ("import pathlib, signal, sys, time\n"
+                f"marker = pathlib.Path({str(cli)!r})\n"
                 "signal.signal(signal.SIGTERM, lambda *_: (marker.write_text('stopped'),"
                 " sys.exit(0)))\n"
                 "marker.write_text('running')\n"
                 "time.sleep(60)\n")
+    npx_like = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {cli_code!r}])"
     env = {**os.environ, "DATABASE_URL": databases.create()}
     process = subprocess.Popen([sys.executable, "deploy/offline.py", "--", sys.executable, "-c",
-                                emulator], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+                                npx_like], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
-        while not marker.exists():
+        while not cli.exists():
             assert process.poll() is None and time.monotonic() < deadline
             time.sleep(0.1)
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
+        assert process.wait(timeout=30) == 128 + signal.SIGTERM  # as the emulator ended
     finally:
         process.kill()
-    assert marker.read_text() == "stopped"
+    deadline = time.monotonic() + 10
+    while cli.read_text() != "stopped":
+        assert time.monotonic() < deadline, "the CLI under npx was left running"
+        time.sleep(0.1)
