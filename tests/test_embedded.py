@@ -22,15 +22,11 @@ from psycopg2.extras import LoggingConnection
 
 from cities import city_store, embedded
 from cities.listing import ListQuery
+from tests.test_city_store import Captured
 from tests.test_main import REPO, cli_env, free_port
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("TEST_DATABASE_URL")),
                                 reason="TEST_DATABASE_URL replaces the embedded server")
-
-
-class Captured(list):
-    def write(self, text: str) -> None:
-        self.append(text)
 
 
 def test_a_local_q_search_uses_the_trigram_index_as_in_production(trgm_url):
