@@ -1,6 +1,9 @@
 # Two commands on a fresh machine: `make run` serves the API, `make test` runs the suite.
 # Both create the virtualenv and install from the requirements files first.
 PYTHON ?= python3
+# `make run PORT=5001 HOST=0.0.0.0`
+HOST ?= 127.0.0.1
+PORT ?= 5000
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -13,8 +16,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
+# Serves with --reload: a code edit restarts the app, the embedded database keeps running.
 run: $(STAMP)
-	$(PY) -m cities serve
+	$(PY) -m cities serve --host $(HOST) --port $(PORT) --reload
 
 migrate: $(STAMP)
 	$(PY) -m cities migrate
@@ -22,7 +26,9 @@ migrate: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
+# tests/node.py says first, in one line, when the deploy checks cannot run (no Node.js 20.19+).
 test: lint
+	@$(PY) -m tests.node
 	$(PY) -m pytest --cov --cov-report=term --basetemp=.pytest-tmp
 
 # A long randomized fuzz run; `make test` runs the same tests with few, fixed examples.
@@ -93,5 +99,5 @@ remove: $(NODE_STAMP)
 
 # The service under serverless-offline (HTTP API on http://127.0.0.1:3000): the venv's Python
 # runs handler.api against DATABASE_URL or the embedded local PostgreSQL, migrated first.
-offline: $(STAMP) $(NODE_STAMP)
+offline: $(ZIP) $(NODE_STAMP)
 	$(PY) deploy/offline.py -- $(OSLS) offline --stage local

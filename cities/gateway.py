@@ -64,8 +64,10 @@ class GatewayPaths:
 
     Besides the URL prefix (`script_name_for`), it drops `Transfer-Encoding`: the front door has
     already de-chunked the body, serverless-wsgi sets an exact CONTENT_LENGTH, and Werkzeug would
-    otherwise ignore that length and read a chunked body as empty. Being the first code every
-    request runs, it also stamps the request's start (`STARTED`), which spares a Flask hook.
+    otherwise ignore that length and read a chunked body as empty. Under serverless-offline
+    (`make offline`, plain HTTP) it makes the scheme http: serverless-wsgi assumes https when no
+    X-Forwarded-Proto came, right behind API Gateway but unfollowable there. Being the first code
+    every request runs, it also stamps the request's start (`STARTED`), which spares a Flask hook.
     """
 
     def __init__(self, app: WSGIApp) -> None:
@@ -78,5 +80,7 @@ class GatewayPaths:
             fixed = script_name_for(event, environ.get("PATH_INFO", ""))
             if fixed is not None:
                 environ["SCRIPT_NAME"], environ["PATH_INFO"] = fixed
+            if os.environ.get("IS_OFFLINE") == "true" and "HTTP_X_FORWARDED_PROTO" not in environ:
+                environ["wsgi.url_scheme"] = "http"  # serverless-offline sets IS_OFFLINE
             environ.pop("HTTP_TRANSFER_ENCODING", None)
         return self.app(environ, start_response)

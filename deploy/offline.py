@@ -4,12 +4,15 @@ serverless-offline emulates the HTTP API and runs `handler.api` with the virtual
 the events, routing and CORS are the deployed ones while the code stays editable. The database is
 DATABASE_URL (environment or `.env`) when set, else the embedded PostgreSQL of `make run`; this
 process keeps that server alive while the emulator runs, and applies migrations first (a deploy
-runs them through the migrate function).
+runs them through the migrate function). Ctrl-C or SIGTERM stops the emulator, then the server:
+nothing is left running.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -27,23 +30,45 @@ def main(argv: list[str]) -> int:
     from cities import config
     from cities.migrate import migrate
 
+    # Until the emulator runs, SIGTERM exits through the exit handlers that stop the server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     config.load_dotenv_if_present(ROOT / ".env")
     url = os.environ.get("DATABASE_URL")
     if not url:
         from cities import embedded
 
         url = embedded.start(ROOT / embedded.DEFAULT_DATA_DIR)
-        print(f"database: embedded PostgreSQL 16 (data in {embedded.DEFAULT_DATA_DIR}/)")
+        print(f"database: embedded PostgreSQL {embedded.server_major()} "
+              f"(data in {embedded.DEFAULT_DATA_DIR}/)")
     else:
         print("database: DATABASE_URL")
     result = migrate(os.environ.get("MIGRATIONS_DATABASE_URL") or url)
     print(f"migrations: applied {result['applied'] or 'nothing new'}", flush=True)
     venv = Path(sys.executable).parent.parent
     env = {**os.environ, "DATABASE_URL": url, "VIRTUAL_ENV": str(venv)}
+    emulator = subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603
+    # A SIGTERM is passed on; the emulator's exit then ends this process normally.
+    signal.signal(signal.SIGTERM, lambda signum, _: _signal_tree(emulator.pid, signum))
+    while True:
+        try:
+            code = emulator.wait()
+            return 128 - code if code < 0 else code  # killed by a signal: the shell's way
+        except KeyboardInterrupt:  # pass it on (a terminal's Ctrl-C reached all), then wait
+            _signal_tree(emulator.pid, signal.SIGINT)
+
+
+def _signal_tree(pid: int, signum: int) -> None:
+    """Signal a process and its descendants: npx does not pass a SIGTERM on to the CLI it runs."""
+    import psutil
+
     try:
-        return subprocess.run(command, cwd=ROOT, env=env, check=False).returncode  # noqa: S603
-    except KeyboardInterrupt:
-        return 130
+        parent = psutil.Process(pid)
+        processes = [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.send_signal(signum)
 
 
 if __name__ == "__main__":

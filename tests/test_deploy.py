@@ -42,7 +42,7 @@ SSM_ARN = f"arn:aws:ssm:{REGION}:123456789012:parameter/{SERVICE}/{STAGE}"
 
 
 @pytest.fixture(scope="session")
-def templates(lambda_zip: Path) -> dict[str, dict]:
+def templates(node: None, lambda_zip: Path) -> dict[str, dict]:
     """`make sls-package`: npm-installs the pinned CLI if needed and writes .serverless/."""
     subprocess.run(
         ["make", "--no-print-directory", "sls-package", f"STAGE={STAGE}"],

@@ -78,6 +78,7 @@ def deployment(request, databases, tmp_path: Path) -> Iterator[Deployment]:
     """A deployed stage with API keys: the app under `/dev` (SCRIPT_NAME, as on a REST API
     stage), or serverless-offline running handler.api for HTTP API events (`make offline`)."""
     if request.param == "make-offline":
+        request.getfixturevalue("node")  # the emulator runs under Node
         for url in run_offline(databases.create(), tmp_path):
             yield Deployment(url, "offline-key")
         return

@@ -146,7 +146,7 @@ def tls(tmp_path_factory):
     """A cluster that only accepts TLS, with a certificate from a CA made for the test."""
     bindir = ssl_capable_bindir()
     if bindir is None:
-        pytest.skip("no SSL-capable PostgreSQL binaries here (pgserver's are built without SSL)")
+        pytest.skip("no SSL-capable PostgreSQL binaries here (the embedded ones are built without)")
     root = tmp_path_factory.mktemp("tls")
     ca = trustme.CA()
     cert = ca.issue_cert("localhost", "127.0.0.1")

@@ -100,7 +100,23 @@ def test_serve_on_database_url(empty_database_url, tmp_path):
 
 def test_serve_without_database_url_starts_the_embedded_postgres(tmp_path):
     output, results = serve_and_call(tmp_path, cli_env())
-    assert "embedded PostgreSQL 16" in output
+    assert "embedded PostgreSQL 18" in output
     assert "0001_create_city.sql" in output
     assert [status for status, _ in results] == [201, 200]
     assert (tmp_path / ".data" / "pgdata" / "PG_VERSION").is_file()
+
+
+def test_serve_on_a_busy_port_says_so_before_starting_anything(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "cities", "serve", "--port", str(port)], cwd=tmp_path,
+            env=cli_env(), capture_output=True, text=True, timeout=60, check=False,
+        )
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"cannot serve on 127.0.0.1:{port}: Address already in use")
+    assert f"make run PORT={port + 1}" in result.stderr
+    assert "serving" not in result.stdout and "database:" not in result.stdout
+    assert not (tmp_path / ".data").exists()  # no embedded server was started

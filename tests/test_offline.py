@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_artifact import build_zip
+
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_SECONDS = 90
 
@@ -43,13 +45,14 @@ def call(method: str, url: str, body: dict | None = None, headers: dict | None =
 
 
 @pytest.fixture
-def offline(databases, tmp_path: Path) -> Iterator[str]:
+def offline(node, databases, tmp_path: Path) -> Iterator[str]:
     yield from run_offline(databases.create(), tmp_path)
 
 
 def run_offline(database_url: str, tmp_path: Path) -> Iterator[str]:
     """The emulator on free loopback ports, API key `offline-key`; its URL while the generator
-    is suspended, then always stopped (its whole process group)."""
+    is suspended, then always stopped (its whole process group). Needs Node (the `node` fixture)."""
+    build_zip()  # the emulator runs the packaged artifact, as `make offline` builds it
     subprocess.run(["make", "--no-print-directory", "node_modules/.installed"], cwd=ROOT,
                    check=True)
     http_port, lambda_port = free_port(), free_port()
@@ -87,17 +90,29 @@ def run_offline(database_url: str, tmp_path: Path) -> Iterator[str]:
 
 def test_offline_serves_the_api_and_cors_like_the_http_api(offline: str) -> None:
     status, _, body = call("GET", f"{offline}/health")
-    assert status == 200 and json.loads(body)["status"] == "ok", body
+    assert status == 200 and json.loads(body).get("status") == "ok", body
 
     status, _, body = call("POST", f"{offline}/cities", {"name": "Boise", "state": "Idaho"})
     assert status == 401 and json.loads(body)["error"]["code"] == "unauthorized"
     status, headers, body = call("POST", f"{offline}/cities", {"name": "Boise", "state": "Idaho"},
                                  {"Authorization": "Bearer offline-key"})
     assert status == 201, body
-    assert headers["location"].endswith(f"/cities/{json.loads(body)['id']}")
+    created = json.loads(body)
+    # Generated URLs are followable: plain http, as the emulator serves (not serverless-wsgi's
+    # default https).
+    assert headers["location"] == f"{offline}/cities/{created['id']}"
+    status, _, body = call("GET", headers["location"])
+    assert status == 200 and json.loads(body) == created
+    call("POST", f"{offline}/cities", {"name": "Nampa", "state": "Idaho"},
+         {"Authorization": "Bearer offline-key"})
+    status, headers, _ = call("GET", f"{offline}/cities?limit=1")
+    next_url = headers["link"].split(">")[0].lstrip("<")
+    assert next_url.startswith(f"{offline}/cities?"), headers["link"]
+    status, _, body = call("GET", next_url)
+    assert status == 200 and [c["name"] for c in json.loads(body)] == ["Nampa"]
 
     status, _, body = call("GET", f"{offline}/cities?state=idaho")
-    assert status == 200 and [c["name"] for c in json.loads(body)] == ["Boise"]
+    assert status == 200 and [c["name"] for c in json.loads(body)] == ["Boise", "Nampa"]
     status, _, body = call("GET", f"{offline}/nowhere")
     assert status == 404 and json.loads(body)["error"]["code"] == "not_found"
 
@@ -109,3 +124,33 @@ def test_offline_serves_the_api_and_cors_like_the_http_api(offline: str) -> None
     lowered = {k.lower(): v for k, v in headers.items()}
     assert lowered["access-control-allow-origin"] in ("*", "https://app.example")
     assert "POST" in lowered["access-control-allow-methods"]
+
+
+def test_sigterm_stops_the_emulator_then_the_wrapper(databases, tmp_path: Path) -> None:
+    """A process manager's stop reaches the emulator's CLI (which npx runs as a child and does not
+    pass signals to), and the wrapper exits after it (so its exit handlers stop an embedded
+    server)."""
+    cli = tmp_path / "cli"
+    cli_code = ("import pathlib, signal, sys, time\n"
+                f"marker = pathlib.Path({str(cli)!r})\n"
+                "signal.signal(signal.SIGTERM, lambda *_: (marker.write_text('stopped'),"
+                " sys.exit(0)))\n"
+                "marker.write_text('running')\n"
+                "time.sleep(60)\n")
+    npx_like = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {cli_code!r}])"
+    env = {**os.environ, "DATABASE_URL": databases.create()}
+    process = subprocess.Popen([sys.executable, "deploy/offline.py", "--", sys.executable, "-c",
+                                npx_like], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not cli.exists():
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 128 + signal.SIGTERM  # as the emulator ended
+    finally:
+        process.kill()
+    deadline = time.monotonic() + 10
+    while cli.read_text() != "stopped":
+        assert time.monotonic() < deadline, "the CLI under npx was left running"
+        time.sleep(0.1)
