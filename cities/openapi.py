@@ -36,9 +36,12 @@ _ERRORS: dict[str, dict] = {
         "Writes need `Authorization: Bearer <key>` when the server has API keys set.",
         extra={"WWW-Authenticate": {"schema": {"type": "string"}}},
     ),
+    "412": _error_ref("If-Match (or If-None-Match) does not hold: the item has changed since "
+                      "that version was read. Nothing was written."),
     "413": _error_ref("Body larger than 64 KiB."),
     "415": _error_ref("Body is not `application/json` (UTF-8)."),
     "422": _error_ref("Invalid content; `details` names each offending field."),
+    "428": _error_ref("The server requires If-Match on writes (REQUIRE_IF_MATCH)."),
     "500": _error_ref("Unexpected server error."),
     "503": _error_ref("Database unreachable or schema not migrated.", retry=True),
 }
@@ -56,6 +59,31 @@ def _responses(
                           "A unique field's value is already taken."),
     }
     return {**success, **{code: errors[code] for code in (*codes, "500", "503")}}
+
+
+_ETAG = {
+    "description": "This version of the item (strong). Send it back in `If-Match` to write only "
+    "if the item has not changed since, or in `If-None-Match` to get 304 while it has not.",
+    "schema": {"type": "string"},
+}
+_IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "description": "Apply only if the item is still at one of these versions (ETags), or `*`; "
+    "otherwise 412 and nothing changes. Required (428) when the server sets REQUIRE_IF_MATCH.",
+    "schema": {"type": "string"},
+}
+_IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "description": "On GET, 304 without a body while the item is at one of these versions "
+    "(or `*`); on writes, 412 if it is.",
+    "schema": {"type": "string"},
+}
+_NOT_MODIFIED = {
+    "description": "Not modified: the item is still at a version `If-None-Match` names.",
+    "headers": {"ETag": _ETAG},
+}
 
 
 def _body(schema: str) -> dict:
@@ -118,14 +146,12 @@ def _paths(resource: Resource) -> dict[str, dict]:
     }
 
     def item_response(description: str, headers: dict | None = None) -> dict:
-        response: dict[str, Any] = {
+        return {
             "description": description,
+            "headers": {**(headers or {}), "ETag": _ETAG},
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{title}"}}},
             "links": links,
         }
-        if headers:
-            response["headers"] = headers
-        return response
 
     id_param = {
         "name": "id",
@@ -141,12 +167,12 @@ def _paths(resource: Resource) -> dict[str, dict]:
             "operationId": operation_id,
             "summary": summary,
             "security": _SECURED,
-            "parameters": [id_param],
+            "parameters": [id_param, _IF_MATCH, _IF_NONE_MATCH],
             "requestBody": _body(body_schema),
             "responses": _responses(
                 resource,
                 {"200": item_response(f"The updated {resource.singular}.")},
-                "400", "401", "404", "409", "413", "415", "422",
+                "400", "401", "404", "409", "412", "413", "415", "422", "428",
             ),
         }
 
@@ -161,9 +187,11 @@ def _paths(resource: Resource) -> dict[str, dict]:
         "get": {
             "operationId": f"get{title}",
             "summary": f"One {resource.singular}.",
-            "parameters": [id_param],
+            "parameters": [id_param, _IF_NONE_MATCH, _IF_MATCH],
             "responses": _responses(
-                resource, {"200": item_response(f"The {resource.singular}.")}, "404"
+                resource,
+                {"200": item_response(f"The {resource.singular}."), "304": _NOT_MODIFIED},
+                "404", "412",
             ),
         },
         "put": update_op(f"replace{title}", f"Replace {a}'s {replaced}.", f"{title}Input"),
@@ -172,10 +200,10 @@ def _paths(resource: Resource) -> dict[str, dict]:
             "operationId": f"delete{title}",
             "summary": f"Delete {a}.",
             "security": _SECURED,
-            "parameters": [id_param],
+            "parameters": [id_param, _IF_MATCH, _IF_NONE_MATCH],
             "responses": _responses(
                 resource, {"200": item_response(f"The deleted {resource.singular}.")},
-                "401", "404",
+                "401", "404", "412", "428",
             ),
         },
     }
@@ -341,6 +369,7 @@ def document(resources: Iterable[Resource]) -> dict[str, Any]:
                                         "method_not_allowed", "conflict", "payload_too_large",
                                         "unsupported_media_type", "validation_failed",
                                         "service_unavailable", "internal_error",
+                                        "precondition_failed", "precondition_required",
                                     ],
                                 },
                                 "message": {"type": "string"},

@@ -1,6 +1,9 @@
 """The routes of a declared resource: `/<plural>` (list, create) and `/<plural>/<id>` (get,
 replace, update, delete), one blueprint per resource, built from its declaration.
 
+Every response that carries one item has its ETag; GET honours If-None-Match (304) and If-Match,
+and writes apply only if their If-Match / If-None-Match still hold (cities.conditional).
+
 Every check that needs no data (auth, media type, size, JSON, fields, id format) runs before the
 first query, so a refused request never opens a database connection. Writes commit explicitly
 before the response is built: teardown closes the connection, which discards anything uncommitted.
@@ -17,8 +20,9 @@ from psycopg2 import errors as pgerrors
 
 from . import idempotency, store
 from .auth import WRITE_METHODS, require_key
+from .conditional import etag, if_match_holds, if_none_match_holds, write_condition
 from .db import commit, get_db
-from .errors import Conflict, NotFound
+from .errors import Conflict, NotFound, PreconditionFailed, PreconditionRequired
 from .listing import cursor_after, parse_list_query, parse_positive_id
 from .resource import Resource
 from .validation import body_fields, detail, read_json_body
@@ -36,6 +40,31 @@ def conflict(resource: Resource, error: pgerrors.UniqueViolation) -> Conflict:
         if unique.index == index:
             return Conflict(unique.message, [detail(f, m) for f, m in unique.details])
     return Conflict()
+
+
+def precondition() -> tuple[str, list] | None:
+    """This write's precondition as SQL, from If-Match / If-None-Match; with REQUIRE_IF_MATCH
+    set, 428 unless If-Match names a version (`*` would let an update be lost)."""
+    if_match = request.headers.get("If-Match")
+    if current_app.config.get("REQUIRE_IF_MATCH") and (
+        if_match is None or if_match.strip() == "*"
+    ):
+        raise PreconditionRequired(
+            details=[detail("If-Match", "is required: send the ETag you last read", "header")]
+        )
+    return write_condition(if_match, request.headers.get("If-None-Match"))
+
+
+def precondition_failed() -> PreconditionFailed:
+    return PreconditionFailed(
+        details=[detail("If-Match", "does not match the current ETag", "header")]
+    )
+
+
+def with_etag(row: dict[str, Any]) -> Response:
+    response = jsonify(row)
+    response.headers["ETag"] = etag(row)
+    return response
 
 
 def blueprint(resource: Resource) -> Blueprint:
@@ -68,6 +97,15 @@ def blueprint(resource: Resource) -> Blueprint:
         commit()
         return result
 
+    def write_item(operation: Callable[..., Any], item_id: int, *args: Any, **kwargs: Any) -> Any:
+        """A write to one item under the request's precondition: 412 when the item exists but
+        the precondition failed (nothing was written), 404 when there is no such item."""
+        when = precondition()
+        row = write(operation, item_id, *args, when=when, **kwargs)
+        if row is None and when is not None and store.exists(get_db(), resource, item_id):
+            raise precondition_failed()
+        return with_etag(found(row, item_id))
+
     def list_items() -> Response:
         query = parse_list_query(resource, request.args)
         rows = store.list_page(get_db(), resource, query, query.limit + 1)
@@ -85,7 +123,8 @@ def blueprint(resource: Resource) -> Blueprint:
         fields = body_fields(resource, read_json_body(request), partial=False)
         row, replayed = write(create_or_replay, fields, key)
         headers = {
-            "Location": url_for(f"{resource.plural}.get", **{var: row["id"]}, _external=True)
+            "Location": url_for(f"{resource.plural}.get", **{var: row["id"]}, _external=True),
+            "ETag": etag(row),  # a replay's is the first response's: the version created then
         }
         if replayed:
             headers["Idempotent-Replayed"] = "true"
@@ -93,21 +132,30 @@ def blueprint(resource: Resource) -> Blueprint:
 
     def get_item(**path: str) -> Response:
         item_id = item_id_of(path[var])
-        return jsonify(found(store.get(get_db(), resource, item_id), item_id))
+        row = found(store.get(get_db(), resource, item_id), item_id)
+        current = etag(row)
+        if_match = request.headers.get("If-Match")
+        if if_match is not None and not if_match_holds(if_match, current):
+            raise precondition_failed()
+        if_none_match = request.headers.get("If-None-Match")
+        if if_none_match is not None and not if_none_match_holds(if_none_match, current):
+            return Response(status=304, headers={"ETag": current})
+        response = jsonify(row)
+        response.headers["ETag"] = current
+        return response
 
     def replace_item(**path: str) -> Response:
         item_id = item_id_of(path[var])
         fields = body_fields(resource, read_json_body(request), partial=False)
-        return jsonify(found(write(store.update, item_id, fields, replace=True), item_id))
+        return write_item(store.update, item_id, fields, replace=True)
 
     def update_item(**path: str) -> Response:
         item_id = item_id_of(path[var])
         fields = body_fields(resource, read_json_body(request), partial=True)
-        return jsonify(found(write(store.update, item_id, fields), item_id))
+        return write_item(store.update, item_id, fields)
 
     def delete_item(**path: str) -> Response:
-        item_id = item_id_of(path[var])
-        return jsonify(found(write(store.delete, item_id), item_id))
+        return write_item(store.delete, item_id_of(path[var]))
 
     bp.add_url_rule(collection, "list", list_items, methods=["GET"], strict_slashes=False)
     bp.add_url_rule(collection, "create", create_item, methods=["POST"], strict_slashes=False)

@@ -77,11 +77,26 @@ def create(conn: connection, resource: Resource, fields: dict[str, Any]) -> dict
         return as_json(resource, cur.fetchone())
 
 
+def _where(when: tuple[str, list] | None) -> tuple[str, list]:
+    """`WHERE id = %s`, and the request's precondition when it has one (cities.conditional)."""
+    if when is None:
+        return "WHERE id = %s", []
+    return f"WHERE id = %s AND {when[0]}", when[1]
+
+
+def exists(conn: connection, resource: Resource, item_id: int) -> bool:
+    """Whether the row exists: asked only after a conditional write wrote nothing (412 or 404)."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT 1 FROM {resource.table} WHERE id = %s", (item_id,))
+        return cur.fetchone() is not None
+
+
 def update(
     conn: connection, resource: Resource, item_id: int, fields: dict[str, Any], *,
-    replace: bool = False,
+    replace: bool = False, when: tuple[str, list] | None = None,
 ) -> dict[str, Any] | None:
-    """Set the given fields (a None value stores NULL); None when there is no such row.
+    """Set the given fields (a None value stores NULL); None when there is no such row, or
+    when it does not meet the precondition `when`.
 
     `replace` (PUT) resets every field left out to its column's default, as a create would.
     """
@@ -92,18 +107,23 @@ def update(
             params.append(fields[field.name])
         elif replace:
             sets.append(f"{field.name} = DEFAULT")
+    where, condition = _where(when)
     with conn.cursor() as cur:
         cur.execute(
             f"UPDATE {resource.table} SET {', '.join(sets)}, {TOUCH} "
-            f"WHERE id = %s RETURNING {resource.columns}",
-            [*params, item_id],
+            f"{where} RETURNING {resource.columns}",
+            [*params, item_id, *condition],
         )
         return as_json(resource, cur.fetchone())
 
 
-def delete(conn: connection, resource: Resource, item_id: int) -> dict[str, Any] | None:
+def delete(
+    conn: connection, resource: Resource, item_id: int, *, when: tuple[str, list] | None = None
+) -> dict[str, Any] | None:
+    where, condition = _where(when)
     with conn.cursor() as cur:
         cur.execute(
-            f"DELETE FROM {resource.table} WHERE id = %s RETURNING {resource.columns}", (item_id,)
+            f"DELETE FROM {resource.table} {where} RETURNING {resource.columns}",
+            [item_id, *condition],
         )
         return as_json(resource, cur.fetchone())

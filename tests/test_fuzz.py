@@ -23,12 +23,17 @@ FUZZ_SETTINGS = settings(
 )
 
 
+CONDITIONAL_HEADERS = ("Idempotency-Key", "If-Match", "If-None-Match")
+
+
 def excluded_checks(case) -> list:
     """Where "schema-valid input is accepted" cannot hold, by the contract itself: a cursor is
-    any string to the schema but valid only as the server issued it, and an Idempotency-Key
-    the fuzzer happens to reuse with another body must be 422. It is checked everywhere else."""
-    stateful_input = case.operation.label == "GET /cities" or "Idempotency-Key" in (
-        case.headers or {}
+    any string to the schema but valid only as the server issued it, an Idempotency-Key the
+    fuzzer happens to reuse with another body must be 422, and an If-Match (If-None-Match) that
+    names no current version is 412 (304). It is checked everywhere else."""
+    headers = case.headers or {}
+    stateful_input = case.operation.label == "GET /cities" or any(
+        name in headers for name in CONDITIONAL_HEADERS
     )
     return [positive_data_acceptance] if stateful_input else []
 
