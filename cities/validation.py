@@ -114,8 +114,11 @@ def search_term(value: str) -> tuple[str | None, str | None]:
 
 
 def count(value: Any) -> tuple[int | None, str | None]:
-    """A whole number from 0 to 2**63-1 (a bigint column), such as a population."""
-    if type(value) is not int:  # bool is an int subclass, and 1.0 is not a whole number here
+    """A whole number from 0 to 2**63-1 (a bigint column), such as a population. As in JSON
+    Schema, 5.0 is the integer 5; true is no number (bool is an int subclass in Python)."""
+    if type(value) is float and value.is_integer():
+        value = int(value)
+    if type(value) is not int:
         return None, "must be a whole number"
     if not 0 <= value <= BIGINT_MAX:
         return None, f"must be from 0 to {BIGINT_MAX}"

@@ -14,6 +14,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import positive_data_acceptance
 
+from cities.city import CITY
+from tests.resources.country import COUNTRY
+
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 FUZZ_SETTINGS = settings(
     max_examples=EXAMPLES,
@@ -24,6 +27,7 @@ FUZZ_SETTINGS = settings(
 
 
 CONDITIONAL_HEADERS = ("Idempotency-Key", "If-Match", "If-None-Match")
+LISTS = {f"GET /{resource.plural}" for resource in (CITY, COUNTRY)}
 
 
 def excluded_checks(case) -> list:
@@ -32,7 +36,7 @@ def excluded_checks(case) -> list:
     fuzzer happens to reuse with another body must be 422, and an If-Match (If-None-Match) that
     names no current version is 412 (304). It is checked everywhere else."""
     headers = case.headers or {}
-    stateful_input = case.operation.label == "GET /cities" or any(
+    stateful_input = case.operation.label in LISTS or any(
         name in headers for name in CONDITIONAL_HEADERS
     )
     return [positive_data_acceptance] if stateful_input else []
@@ -58,6 +62,24 @@ def test_every_operation_conforms_to_its_document(api_schema, app):
     for operation in operations:
 
         @FUZZ_SETTINGS
+        @given(case=operation.as_strategy())
+        def conforms(case):
+            case.call_and_validate(excluded_checks=excluded_checks(case))
+
+        conforms()
+
+
+def test_the_test_only_resource_conforms_to_its_document(resources_client):
+    schema = schemathesis.openapi.from_wsgi("/openapi.json", resources_client.app)
+    operations = [
+        op for op in (result.ok() for result in schema.get_all_operations())
+        if op.path.startswith("/countries")
+    ]
+    assert len(operations) == 6
+
+    for operation in operations:
+
+        @settings(FUZZ_SETTINGS, max_examples=max(EXAMPLES // 2, 5))
         @given(case=operation.as_strategy())
         def conforms(case):
             case.call_and_validate(excluded_checks=excluded_checks(case))
