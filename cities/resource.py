@@ -170,6 +170,3 @@ class Resource:
             for sort in self.sorts:
                 wanted.append((*prefix, *self.sort_keys[sort.field].columns))
         return wanted
-
-    def __repr__(self) -> str:
-        return f"Resource({self.plural})"

@@ -344,3 +344,20 @@ def test_a_count_written_with_a_zero_fraction_is_that_integer(client):
     """As JSON Schema's `integer` says (the fuzzer found this): 2000.0 is 2000."""
     reply = client.post("/countries", '{"name": "X", "iso_code": "XX", "population": 2000.0}')
     assert (reply.status, reply.json["population"]) == (201, 2000)
+
+
+def test_a_sort_on_a_nullable_field_is_refused_at_declaration():
+    from cities.resource import Sort
+
+    with pytest.raises(ValueError, match="population"):
+        Resource(singular="country", plural="countries", fields=COUNTRY.fields,
+                 sorts=(Sort("population"),))  # keyset paging cannot step over NULLs
+
+
+def test_a_violated_unique_index_not_declared_is_a_generic_409(client_for):
+    undeclared = Resource(singular="country", plural="countries", fields=COUNTRY.fields,
+                          uniques=COUNTRY.uniques[:1])  # the iso_code index left out
+    client = client_for(RESOURCES=(undeclared,))
+    assert client.post("/countries", {"name": "France", "iso_code": "FR"}).status == 201
+    reply = client.post("/countries", {"name": "Francia", "iso_code": "FR"})
+    assert (reply.status, reply.error_code, reply.detail_fields) == (409, "conflict", [])
