@@ -56,9 +56,12 @@ def precondition() -> tuple[str, list] | None:
 
 
 def precondition_failed() -> PreconditionFailed:
-    return PreconditionFailed(
-        details=[detail("If-Match", "does not match the current ETag", "header")]
-    )
+    """412, naming the header that did not hold (If-Match unless only If-None-Match was sent)."""
+    if "If-Match" in request.headers:
+        problem = detail("If-Match", "does not match the current ETag", "header")
+    else:
+        problem = detail("If-None-Match", "matches the current ETag", "header")
+    return PreconditionFailed(details=[problem])
 
 
 def with_etag(row: dict[str, Any]) -> Response:
