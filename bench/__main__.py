@@ -261,7 +261,9 @@ def bench_request(url: str) -> dict[str, Any]:
     import psycopg2
     import serverless_wsgi
 
-    from cities.city_store import SELECT_BY_ID  # GET /cities/{id}'s query, run by every floor
+    from cities.city import CITY
+
+    SELECT_BY_ID = CITY.select_by_id  # GET /cities/{id}'s query, run by every floor
     from tests.lambda_events import http_api_event
 
     log(f"per request: {REQUESTS} interleaved rounds, TCP + SCRAM to a local PostgreSQL")
@@ -434,7 +436,8 @@ def deep_cursor(conn: Any, params: dict[str, str]) -> tuple[str | None, int]:
     When fewer than a full page would follow that row (small tables), the cursor moves back so a
     full page does: a 20-row page at 10k rows is no fair match for a 100-row page at 1M.
     """
-    from cities.listing import ListQuery
+    from cities.city import CITY
+    from cities.listing import ListQuery, cursor_after
 
     where, args = _conditions(params)
     sort = params.get("sort", "id")
@@ -449,8 +452,9 @@ def deep_cursor(conn: Any, params: dict[str, str]) -> tuple[str | None, int]:
             [*args, max(0, min(int(count * 0.9), count - PAGE_SIZE - 1))],
         )
         name, city_id = cur.fetchone()
-    query = ListQuery(state=params.get("state"), q=params.get("q"), sort=sort)
-    return query.cursor_after({"name": name, "id": city_id}), count
+    filters = {k: params[k] for k in ("state", "q") if k in params}
+    query = ListQuery(sort=sort, filters=filters)
+    return cursor_after(CITY, query, {"name": name, "id": city_id}), count
 
 
 def explain(url: str, params: dict[str, str], *, no_bitmap: bool = False) -> dict[str, Any]:
@@ -462,7 +466,8 @@ def explain(url: str, params: dict[str, str], *, no_bitmap: bool = False) -> dic
     from psycopg2.extras import LoggingConnection
     from werkzeug.datastructures import MultiDict
 
-    from cities import city_store
+    from cities import store
+    from cities.city import CITY
     from cities.listing import parse_list_query
 
     class Capture(list):
@@ -473,8 +478,8 @@ def explain(url: str, params: dict[str, str], *, no_bitmap: bool = False) -> dic
     conn = psycopg2.connect(url, connection_factory=LoggingConnection)
     conn.initialize(captured)
     try:
-        query = parse_list_query(MultiDict(params))
-        city_store.list_cities(conn, query, query.limit + 1)
+        query = parse_list_query(CITY, MultiDict(params))
+        store.list_page(conn, CITY, query, query.limit + 1)
     finally:
         conn.close()
     sql = captured[-1].decode() if isinstance(captured[-1], bytes) else captured[-1]
@@ -518,9 +523,10 @@ def explain_sql(
 
 def one_condition_probe(url: str, term: str) -> dict[str, Any]:
     """The term's page as one LIKE condition: how q searched before it went word by word."""
-    from cities.city_store import COLUMNS, Q_FILTER, escape_like
+    from cities.city import CITY
+    from cities.city_store import Q_FILTER, escape_like
 
-    sql = f"SELECT {COLUMNS} FROM city WHERE {Q_FILTER} ORDER BY id LIMIT %s"
+    sql = f"SELECT {CITY.columns} FROM city WHERE {Q_FILTER} ORDER BY id LIMIT %s"
     return {"term": term, **explain_sql(url, sql, (escape_like(term), PAGE_SIZE + 1))}
 
 

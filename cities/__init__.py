@@ -39,14 +39,20 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             "until it is configured"
         )
 
-    from . import city_api, db, docs_api, errors, meta_api, request_log, ssm
+    from . import db, docs_api, errors, meta_api, request_log, resource_api, ssm
     from .gateway import GatewayPaths
 
     db.init_app(app)
     errors.init_app(app)
     request_log.init_app(app)
     ssm.init_app(app)
-    app.register_blueprint(city_api.bp)
+    if "RESOURCES" not in app.config:
+        from .city import CITY
+
+        # The declared resources this API serves (README: Adding a resource).
+        app.config["RESOURCES"] = (CITY,)
+    for resource in app.config["RESOURCES"]:
+        app.register_blueprint(resource_api.blueprint(resource))
     app.register_blueprint(meta_api.bp)
     app.register_blueprint(docs_api.bp)
     app.wsgi_app = GatewayPaths(app.wsgi_app)

@@ -91,6 +91,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
             for name in SSM_SETTINGS
             if (env.get(f"{name}_SSM_PARAMETER") or "").strip()
         },
+        # Opt-in: PUT, PATCH and DELETE need If-Match (428 without), so no update can be lost.
+        "REQUIRE_IF_MATCH": parse_flag(env.get("REQUIRE_IF_MATCH")),
         # Opt-in: keep one connection per warm container (see cities.db). Off by default.
         "DB_CONNECTION_REUSE": parse_flag(env.get("DB_CONNECTION_REUSE")),
         "DB_CONNECTION_MAX_IDLE": parse_positive(

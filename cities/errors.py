@@ -26,9 +26,11 @@ CODES: dict[int, str] = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    412: "precondition_failed",
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_failed",
+    428: "precondition_required",
     500: "internal_error",
     503: "service_unavailable",
 }
@@ -39,9 +41,13 @@ MESSAGES: dict[int, str] = {
     404: "No resource at this URL.",
     405: "This method is not allowed at this URL.",
     409: "The request conflicts with the current state of the resource.",
+    412: "The resource has changed since the version the request names (If-Match); "
+    "nothing was written: read it again.",
     413: "The request body is larger than 64 KiB.",
     415: "The request body must be JSON (Content-Type: application/json).",
     422: "The request is well-formed but its content is invalid.",
+    428: "This server requires conditional writes: send If-Match with the ETag of the version "
+    "you are changing.",
     500: "An internal error occurred.",
     503: "The service is temporarily unavailable; retry shortly.",
 }
@@ -86,6 +92,14 @@ class NotFound(ApiError):
 
 class Conflict(ApiError):
     status = 409
+
+
+class PreconditionFailed(ApiError):
+    status = 412
+
+
+class PreconditionRequired(ApiError):
+    status = 428
 
 
 class UnsupportedMediaType(ApiError):

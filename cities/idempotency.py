@@ -1,5 +1,8 @@
 """Idempotent creates: `POST /cities` with an `Idempotency-Key` header may be retried safely.
 
+Keys are scoped per collection (migration 0006): the same key sent to /cities and to another
+collection names two independent requests.
+
 The key is claimed with an INSERT in the request's own transaction, so the claim, the new row
 and the stored response commit or vanish together. A concurrent retry with the same key waits on
 the claim (a unique-index wait), then replays what the first request committed; if the first
@@ -26,9 +29,9 @@ KEY_PATTERN = "[!-~]{1,255}"
 _VALID_KEY = re.compile(KEY_PATTERN)
 
 _CLAIM = """
-INSERT INTO idempotency_key (key, request_hash, expires_at)
-VALUES (%s, %s, now() + %s::interval)
-ON CONFLICT (key) DO UPDATE
+INSERT INTO idempotency_key (collection, key, request_hash, expires_at)
+VALUES (%s, %s, %s, now() + %s::interval)
+ON CONFLICT (collection, key) DO UPDATE
     SET request_hash = EXCLUDED.request_hash, response = NULL,
         created_at = now(), expires_at = EXCLUDED.expires_at
     WHERE idempotency_key.expires_at < now()
@@ -36,8 +39,8 @@ RETURNING key
 """
 
 _SWEEP = """
-DELETE FROM idempotency_key WHERE key IN (
-    SELECT key FROM idempotency_key WHERE expires_at < now()
+DELETE FROM idempotency_key WHERE (collection, key) IN (
+    SELECT collection, key FROM idempotency_key WHERE expires_at < now()
     ORDER BY expires_at LIMIT 20 FOR UPDATE SKIP LOCKED
 )
 """
@@ -59,14 +62,19 @@ def request_hash(fields: dict[str, str]) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
-def claim(conn: connection, key: str, fingerprint: str) -> dict[str, Any] | None:
+def claim(
+    conn: connection, collection: str, key: str, fingerprint: str
+) -> dict[str, Any] | None:
     """None when this request owns the key; else the stored response to replay (422 on misuse)."""
     with conn.cursor() as cur:
         cur.execute(_SWEEP)
-        cur.execute(_CLAIM, (key, fingerprint, TTL))
+        cur.execute(_CLAIM, (collection, key, fingerprint, TTL))
         if cur.fetchone() is not None:
             return None
-        cur.execute("SELECT request_hash, response FROM idempotency_key WHERE key = %s", (key,))
+        cur.execute(
+            "SELECT request_hash, response FROM idempotency_key WHERE collection = %s AND key = %s",
+            (collection, key),
+        )
         stored_hash, response = cur.fetchone()
     if stored_hash != fingerprint:
         raise ValidationFailed(
@@ -76,9 +84,9 @@ def claim(conn: connection, key: str, fingerprint: str) -> dict[str, Any] | None
     return response
 
 
-def remember(conn: connection, key: str, response: dict[str, Any]) -> None:
+def remember(conn: connection, collection: str, key: str, response: dict[str, Any]) -> None:
     with conn.cursor() as cur:
         cur.execute(
-            "UPDATE idempotency_key SET response = %s::jsonb WHERE key = %s",
-            (json.dumps(response), key),
+            "UPDATE idempotency_key SET response = %s::jsonb WHERE collection = %s AND key = %s",
+            (json.dumps(response), collection, key),
         )

@@ -21,36 +21,26 @@ from typing import Any, NamedTuple
 from werkzeug.datastructures import MultiDict
 
 from .errors import ValidationFailed
-from .validation import FORBIDDEN_CHARACTERS, MAX_TEXT_LENGTH, clean_text, detail
+from .resource import ID, Resource
+from .validation import BIGINT_MAX, FORBIDDEN_CHARACTERS, MAX_TEXT_LENGTH, detail
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-SORTS = ("id", "-id", "name", "-name")
-PARAMETERS = ("limit", "state", "q", "sort", "cursor")
-BIGINT_MAX = 2**63 - 1
 CURSOR_VERSION = 1
-_CURSOR_KEY = b"cities.cursor.v1"
 _MAX_CURSOR_LENGTH = 1024
 _DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
+_NO_FILTERS: dict[str, Any] = {}
 
 
 class ListQuery(NamedTuple):
     """A checked list request. (A NamedTuple: a dataclass costs more at Lambda init.)"""
 
     limit: int = DEFAULT_LIMIT
-    state: str | None = None
-    q: str | None = None
     sort: str = "id"
-    # The last row of the previous page: (name, id) for name sorts, (id,) for id sorts.
+    # The resource's filters that were given, by name (never mutated).
+    filters: dict[str, Any] = _NO_FILTERS
+    # The sort key of the previous page's last row: (id,), or (value, id) for a field's sort.
     after: tuple[Any, ...] | None = None
-
-    @property
-    def by_name(self) -> bool:
-        return self.sort.lstrip("-") == "name"
-
-    def cursor_after(self, row: dict[str, Any]) -> str:
-        key = [row["name"], row["id"]] if self.by_name else [row["id"]]
-        return encode_cursor(self, key)
 
 
 def parse_positive_id(text: str) -> int | None:
@@ -61,8 +51,11 @@ def parse_positive_id(text: str) -> int | None:
     return value if 1 <= value <= BIGINT_MAX else None
 
 
-def _sign(payload: bytes) -> bytes:
-    return hmac.new(_CURSOR_KEY, payload, hashlib.sha256).digest()[:12]
+def _sign(resource: Resource, payload: bytes) -> bytes:
+    """A checksum keyed by the collection: a cursor is valid for the list that issued it only.
+    (The key of /cities is the one its cursors were always signed with.)"""
+    key = f"{resource.plural}.cursor.v{CURSOR_VERSION}".encode("ascii")
+    return hmac.new(key, payload, hashlib.sha256).digest()[:12]
 
 
 def _b64encode(data: bytes) -> str:
@@ -73,32 +66,53 @@ def _b64decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def encode_cursor(query: ListQuery, key: list[Any]) -> str:
+def _scope(resource: Resource, query: ListQuery) -> list[Any]:
+    """What a cursor is bound to: its sort and every filter's value, in declared order."""
+    return [query.sort, *(query.filters.get(f.name) for f in resource.filters)]
+
+
+def encode_cursor(resource: Resource, query: ListQuery, key: list[Any]) -> str:
     payload = json.dumps(
-        [CURSOR_VERSION, query.sort, query.state, query.q, key],
-        separators=(",", ":"),
-        ensure_ascii=True,
+        [CURSOR_VERSION, *_scope(resource, query), key], separators=(",", ":"), ensure_ascii=True
     ).encode("ascii")
-    return f"{_b64encode(payload)}.{_b64encode(_sign(payload))}"
+    return f"{_b64encode(payload)}.{_b64encode(_sign(resource, payload))}"
 
 
-def _valid_key(sort: str, key: Any) -> bool:
-    def is_id(value: Any) -> bool:
-        return type(value) is int and 1 <= value <= BIGINT_MAX
+def cursor_after(resource: Resource, query: ListQuery, row: dict[str, Any]) -> str:
+    """The cursor of the page that follows `row`."""
+    fields = resource.sort_keys[query.sort].key
+    return encode_cursor(resource, query, [row[name] for name in fields])
 
-    if sort.lstrip("-") == "id":
-        return isinstance(key, list) and len(key) == 1 and is_id(key[0])
+
+def _valid_value(schema: Any, value: Any) -> bool:
+    """A key value of the type its field's schema says: so that a cursor can never carry a value
+    the database would refuse to compare (NUL in a string, an integer beyond bigint)."""
+    if schema.get("type") == "string":
+        return (
+            isinstance(value, str)
+            and 0 < len(value) <= schema.get("maxLength", MAX_TEXT_LENGTH)
+            and not FORBIDDEN_CHARACTERS.search(value)
+        )
     return (
-        isinstance(key, list)
-        and len(key) == 2
-        and isinstance(key[0], str)
-        and 0 < len(key[0]) <= MAX_TEXT_LENGTH
-        and not FORBIDDEN_CHARACTERS.search(key[0])
-        and is_id(key[1])
+        type(value) is int
+        and schema.get("minimum", 1) <= value <= min(schema.get("maximum", BIGINT_MAX), BIGINT_MAX)
     )
 
 
-def decode_cursor(cursor: str, query: ListQuery) -> tuple[Any, ...]:
+_ID_SCHEMA = {"type": "integer", "minimum": 1}
+
+
+def _valid_key(resource: Resource, sort: str, key: Any) -> bool:
+    fields = resource.sort_keys[sort].key
+    if not (isinstance(key, list) and len(key) == len(fields)):
+        return False
+    return all(
+        _valid_value(_ID_SCHEMA if name == ID else resource.field[name].schema, value)
+        for name, value in zip(fields, key, strict=True)
+    )
+
+
+def decode_cursor(resource: Resource, cursor: str, query: ListQuery) -> tuple[Any, ...]:
     """The row key a cursor points after; 422 for anything not issued for this very query."""
     invalid = ValidationFailed(
         details=[detail("cursor", "is not a valid cursor for this query", "query")]
@@ -108,25 +122,24 @@ def decode_cursor(cursor: str, query: ListQuery) -> tuple[Any, ...]:
     body, signature = cursor.split(".")
     try:
         payload = _b64decode(body)
-        valid_signature = hmac.compare_digest(_b64decode(signature), _sign(payload))
+        valid_signature = hmac.compare_digest(_b64decode(signature), _sign(resource, payload))
         decoded = json.loads(payload.decode("ascii")) if valid_signature else None
     except (ValueError, binascii.Error, RecursionError):
         raise invalid from None
-    if not (isinstance(decoded, list) and len(decoded) == 5):
+    scope = [CURSOR_VERSION, *_scope(resource, query)]
+    if not (isinstance(decoded, list) and len(decoded) == len(scope) + 1):
         raise invalid
-    version, sort, state, q, key = decoded
-    if (version, sort, state, q) != (CURSOR_VERSION, query.sort, query.state, query.q):
+    if decoded[:-1] != scope or not _valid_key(resource, query.sort, decoded[-1]):
         raise invalid
-    if not _valid_key(sort, key):
-        raise invalid
-    return tuple(key)
+    return tuple(decoded[-1])
 
 
-def parse_list_query(args: MultiDict[str, str]) -> ListQuery:
+def parse_list_query(resource: Resource, args: MultiDict[str, str]) -> ListQuery:
     """Checked list parameters; every problem is reported, each naming its parameter."""
+    known = ("limit", *(f.name for f in resource.filters), "sort", "cursor")
     problems = []
     for name in args:
-        if name not in PARAMETERS:
+        if name not in known:
             problems.append(detail(name, "is not a known parameter", "query"))
         elif len(args.getlist(name)) > 1:
             problems.append(detail(name, "must be given at most once", "query"))
@@ -141,36 +154,31 @@ def parse_list_query(args: MultiDict[str, str]) -> ListQuery:
                 detail("limit", f"must be a whole number from 1 to {MAX_LIMIT}", "query")
             )
 
-    state = args.get("state")
-    if state is not None:
-        cleaned, reason = clean_text(state)
-        if reason:
-            problems.append(detail("state", reason, "query"))
-        else:
-            values["state"] = cleaned
-
-    q = args.get("q")
-    if q is not None:
-        if q == "":
-            problems.append(detail("q", "must not be empty", "query"))
-        elif len(q) > MAX_TEXT_LENGTH:
-            problems.append(detail("q", f"must be at most {MAX_TEXT_LENGTH} characters", "query"))
-        elif FORBIDDEN_CHARACTERS.search(q):
-            problems.append(detail("q", "must not contain control characters", "query"))
-        else:
-            values["q"] = q
+    filters: dict[str, Any] = {}
+    for spec in resource.filters:
+        raw = args.get(spec.name)
+        if raw is not None:
+            value, reason = spec.rule(raw)
+            if reason:
+                problems.append(detail(spec.name, reason, "query"))
+            else:
+                filters[spec.name] = value
+    if filters:
+        values["filters"] = filters
 
     sort = args.get("sort")
     if sort is not None:
-        if sort in SORTS:
+        if sort in resource.sort_keys:
             values["sort"] = sort
         else:
-            problems.append(detail("sort", f"must be one of {', '.join(SORTS)}", "query"))
+            problems.append(
+                detail("sort", f"must be one of {', '.join(resource.sort_names)}", "query")
+            )
 
     if problems:
         raise ValidationFailed(details=problems)
     query = ListQuery(**values)
     cursor = args.get("cursor")
     if cursor is not None:
-        query = ListQuery(**values, after=decode_cursor(cursor, query))
+        query = query._replace(after=decode_cursor(resource, cursor, query))
     return query

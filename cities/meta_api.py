@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 
 from .db import get_db
 from .errors import SCHEMA_MISSING, ServiceUnavailable
@@ -26,4 +26,4 @@ def health() -> Response:
 def openapi() -> Response:
     from .openapi import document
 
-    return jsonify(document())
+    return jsonify(document(current_app.config["RESOURCES"]))

@@ -12,6 +12,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg2
@@ -82,11 +83,17 @@ def databases(server_url: str) -> Iterator[Databases]:
     dbs.drop_all()
 
 
+# The test-only resources' tables (tests/resources): created beside the shipped schema without
+# an entry in schema_migrations, so the database's schema version stays the shipped one.
+TEST_TABLES = Path(__file__).with_name("resources") / "create_country.sql"
+
+
 @pytest.fixture(scope="session")
 def database_url(databases: Databases) -> str:
-    """The suite's main database, migrated once."""
+    """The suite's main database, migrated once, with the test-only resources' tables."""
     url = databases.create()
     migrate(url)
+    run_sql(url, TEST_TABLES.read_text())
     return url
 
 
@@ -107,7 +114,7 @@ def sql(database_url: str) -> Iterator[Any]:
             cur.execute(query, params)
             return cur.fetchall() if cur.description else []
 
-    run("TRUNCATE city, idempotency_key RESTART IDENTITY")
+    run("TRUNCATE city, country, idempotency_key RESTART IDENTITY")
     yield run
     conn.close()
 
@@ -193,6 +200,21 @@ def open_connections(database_url: str, application_name: str = "cities") -> int
             time.sleep(0.05)
     finally:
         conn.close()
+
+
+@pytest.fixture
+def resources_client(database_url: str, sql: Any) -> Client:
+    """Talks to an app serving city and the test-only country, through HTTP API events."""
+    import serverless_wsgi
+
+    from cities import create_app
+    from cities.city import CITY
+    from tests.resources.country import COUNTRY
+
+    app = create_app({"DATABASE_URL": database_url, "RESOURCES": (CITY, COUNTRY)})
+    client = Client(lambda event, context: serverless_wsgi.handle_request(app, event, context))
+    client.app = app
+    return client
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import psycopg2
 import pytest
 from psycopg2.extras import LoggingConnection
 
-from cities import city_store
+from cities import city_store, store
+from cities.city import CITY
 from cities.city_store import NameStats, name_stats, rarest_first, words
 from cities.listing import ListQuery
 from cities.migrate import migrate
@@ -90,7 +91,7 @@ def test_with_pg_trgm_a_full_name_is_looked_up_by_its_rare_word_and_checked_whol
             cur.execute("INSERT INTO city (name, state) VALUES ('Ashbrook Quixotic', 'S'), "
                         "('Quixotic Ashbrook', 'S'), ('Ashbrook  Quixotic', 'S')")
             cur.execute("VACUUM ANALYZE city")
-        rows = city_store.list_cities(conn, ListQuery(q="ASHBROOK quixotic"), 101)
+        rows = store.list_page(conn, CITY, ListQuery(filters={"q": "ASHBROOK quixotic"}), 101)
         with conn.cursor() as cur:
             cur.execute("EXPLAIN " + captured[-1])
             plan = "\n".join(row[0] for row in cur.fetchall())

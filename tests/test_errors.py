@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from werkzeug import exceptions
 
-from cities import city_store
+from cities import store
 from cities.errors import CODES, handle_http_exception
 from tests.conftest import open_connections
 
@@ -31,18 +31,18 @@ def test_every_code_in_the_contract_is_mapped():
     assert set(CODES.values()) == {
         "bad_request", "unauthorized", "not_found", "method_not_allowed", "conflict",
         "payload_too_large", "unsupported_media_type", "validation_failed",
-        "service_unavailable", "internal_error",
+        "service_unavailable", "internal_error", "precondition_failed", "precondition_required",
     }
 
 
 def test_a_connection_lost_mid_request_is_503_and_closed(client, database_url, monkeypatch):
     """The server ends the backend while the request runs (as a restart or failover would)."""
 
-    def terminated(conn, city_id):
+    def terminated(conn, *_):
         with conn.cursor() as cur:
             cur.execute("SELECT pg_terminate_backend(pg_backend_pid())")
 
-    monkeypatch.setattr(city_store, "get_city", terminated)
+    monkeypatch.setattr(store, "get", terminated)
     reply = client.get("/cities/1")
     assert reply.status == 503
     assert reply.error_code == "service_unavailable"

@@ -12,7 +12,7 @@ import psycopg2
 import pytest
 import trustme
 
-from cities import city_store, db
+from cities import db, store
 from cities.migrate import migrate
 from tests.conftest import open_connections
 from tests.pg_cluster import Cluster, ssl_capable_bindir
@@ -87,7 +87,7 @@ def test_a_backend_killed_mid_request_is_a_503_and_nothing_is_left_open(
     url = running.url()
     client = client_for(DATABASE_URL=url)
 
-    def slow_get(conn, city_id):
+    def slow_get(conn, *_):
         with conn.cursor() as cur:
             cur.execute("SELECT pg_sleep(30)")
 
@@ -100,7 +100,7 @@ def test_a_backend_killed_mid_request_is_a_503_and_nothing_is_left_open(
                         "WHERE application_name = 'cities'")
         admin.close()
 
-    monkeypatch.setattr(city_store, "get_city", slow_get)
+    monkeypatch.setattr(store, "get", slow_get)
     killer = threading.Thread(target=kill_soon)
     killer.start()
     reply = client.get("/cities/1")
@@ -114,11 +114,11 @@ def test_a_backend_killed_mid_request_is_a_503_and_nothing_is_left_open(
 def test_a_statement_past_the_timeout_is_cancelled_as_503(running, client_for, monkeypatch):
     client = client_for(DATABASE_URL=running.url(), DB_STATEMENT_TIMEOUT_MS=200)
 
-    def runaway(conn, city_id):
+    def runaway(conn, *_):
         with conn.cursor() as cur:
             cur.execute("SELECT pg_sleep(10)")
 
-    monkeypatch.setattr(city_store, "get_city", runaway)
+    monkeypatch.setattr(store, "get", runaway)
     started = time.monotonic()
     reply = client.get("/cities/1")
     assert reply.status == 503
@@ -128,12 +128,12 @@ def test_a_statement_past_the_timeout_is_cancelled_as_503(running, client_for, m
 def test_the_statement_timeout_is_set_for_the_request_only(running, client_for, monkeypatch):
     seen = {}
 
-    def show(conn, city_id):
+    def show(conn, *_):
         with conn.cursor() as cur:
             cur.execute("SHOW statement_timeout")
             seen["inside"] = cur.fetchone()[0]
 
-    monkeypatch.setattr(city_store, "get_city", show)
+    monkeypatch.setattr(store, "get", show)
     client_for(DATABASE_URL=running.url(), DB_STATEMENT_TIMEOUT_MS=1234).get("/cities/1")
     assert seen["inside"] == "1234ms"
 

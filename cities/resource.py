@@ -1,0 +1,172 @@
+"""One declaration per resource, from which the shared code derives everything else.
+
+A `Resource` names its table, its fields (each with its rule and OpenAPI schema), which fields
+sort and how, and its unique constraints with what a conflict says. The body checks
+(validation.py), the SQL (store.py), the list query and its cursors (listing.py), the routes
+(resource_api.py) and the OpenAPI document (openapi.py) are all derived from it. What is truly
+special to one resource (city's word-by-word `q` search, its state-led order) is a named hook.
+
+The pieces are plain classes with slots: defining one costs next to nothing at Lambda init, where
+a NamedTuple or a dataclass is generated code (about 0.7 M instructions each), and a validation
+library (pydantic, marshmallow, jsonschema) costs 30 to 60 ms of imports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+# Every resource's table has these columns besides its fields: an identity id, and when the row
+# was created and last written (store.TOUCH moves updated_at forward on every write).
+ID = "id"
+TIMESTAMPS = ("created_at", "updated_at")
+BIGINT_MAX = 2**63 - 1
+
+# A rule turns an untrusted JSON value into (checked value, None) or (None, reason).
+Rule = Callable[[Any], tuple[Any, Any]]
+
+
+class Field:
+    """A column a client writes. `required`: must be given on create and replace (POST, PUT);
+    an optional field left out gets its column's default. `nullable`: JSON null is accepted and
+    stored as NULL (the rule never sees it). `schema` is the OpenAPI schema of a non-null value."""
+
+    __slots__ = ("name", "nullable", "required", "rule", "schema")
+
+    def __init__(
+        self, name: str, rule: Rule, schema: Mapping[str, Any], *,
+        required: bool = True, nullable: bool = False,
+    ) -> None:
+        self.name, self.rule, self.schema = name, rule, schema
+        self.required, self.nullable = required, nullable
+
+
+class Sort:
+    """A `sort` value (and its descending `-` twin): rows ordered by `expression` with `{}` for
+    the column, then by id. Its index is (expression, id), a drift test checks that it exists."""
+
+    __slots__ = ("column", "field", "placeholder")
+
+    def __init__(self, field: str, expression: str = "{}") -> None:
+        self.field = field
+        self.column = expression.format(field)
+        self.placeholder = expression.format("%s")  # a cursor's value as SQL compares it
+
+
+class Filter:
+    """A list query parameter checked by `rule` (a text value); the resource's `list_filter`
+    hook turns the checked values into SQL."""
+
+    __slots__ = ("description", "name", "rule", "schema")
+
+    def __init__(
+        self, name: str, rule: Callable[[str], tuple[Any, Any]],
+        schema: Mapping[str, Any], description: str,
+    ) -> None:
+        self.name, self.rule, self.schema, self.description = name, rule, schema, description
+
+
+class Unique:
+    """A unique index (by its name in the migration) and what a 409 for it tells the client:
+    a message, a detail per field and the OpenAPI description of the 409."""
+
+    __slots__ = ("description", "details", "index", "message")
+
+    def __init__(
+        self, index: str, message: str, details: tuple[tuple[str, str], ...], description: str
+    ) -> None:
+        self.index, self.message, self.details, self.description = (
+            index, message, details, description
+        )
+
+
+class Order:
+    """What one `sort` value means in SQL: the order's columns, its direction, the row fields a
+    cursor's key holds (one per column) and how SQL compares a key with the columns."""
+
+    __slots__ = ("columns", "descending", "key", "placeholders")
+
+    def __init__(
+        self, columns: tuple[str, ...], descending: bool, key: tuple[str, ...], placeholders: str
+    ) -> None:
+        self.columns, self.descending, self.key, self.placeholders = (
+            columns, descending, key, placeholders
+        )
+
+
+# (conn, query) -> (SQL conditions, their parameters, columns put before the sort's order).
+ListFilter = Callable[[Any, Any], tuple[list[str], list[Any], tuple[str, ...]]]
+
+
+def _no_filter(conn: Any, query: Any) -> tuple[list[str], list[Any], tuple[str, ...]]:
+    return [], [], ()
+
+
+class Resource:
+    """A declared resource and the tables and statements derived from it, computed once."""
+
+    def __init__(
+        self,
+        *,
+        singular: str,
+        plural: str,
+        fields: tuple[Field, ...],
+        sorts: tuple[Sort, ...] = (),
+        uniques: tuple[Unique, ...] = (),
+        filters: tuple[Filter, ...] = (),
+        list_filter: ListFilter = _no_filter,
+        order_prefixes: tuple[tuple[str, ...], ...] = (),
+        table: str | None = None,
+    ) -> None:
+        self.singular = singular  # "city": messages, schema names ("City", "CityInput")
+        self.plural = plural  # "cities": the collection's path, /cities
+        self.table = table or singular
+        self.fields = fields
+        self.field = {f.name: f for f in fields}
+        self.sorts = (Sort(ID), *sorts)  # sort=id (the primary key) comes first, the default
+        self.uniques = uniques
+        self.filters = filters
+        self.list_filter = list_filter
+        # Leading columns the list_filter hook may put before a sort's (for the drift test).
+        self.order_prefixes = order_prefixes
+        for sort in sorts:
+            if sort.field not in self.field or self.field[sort.field].nullable:
+                raise ValueError(f"{singular}: sort {sort.field!r} must be a non-null field")
+
+        self.column_names = (ID, *(f.name for f in fields), *TIMESTAMPS)
+        self.columns = ", ".join(self.column_names)
+        self.select_by_id = f"SELECT {self.columns} FROM {self.table} WHERE id = %s"
+        # sort parameter ("name", "-name") -> its Order; ties break by id
+        self.sort_keys: dict[str, Order] = {}
+        for sort in self.sorts:
+            if sort.field == ID:
+                columns, key, placeholders = (sort.column,), (ID,), sort.placeholder
+            else:
+                columns, key = (sort.column, ID), (sort.field, ID)
+                placeholders = f"{sort.placeholder}, %s"
+            self.sort_keys[sort.field] = Order(columns, False, key, placeholders)
+            self.sort_keys[f"-{sort.field}"] = Order(columns, True, key, placeholders)
+        self.sort_names = tuple(self.sort_keys)
+
+    @property
+    def title(self) -> str:
+        """`City`: the prefix of the OpenAPI schema and operation names."""
+        return "".join(part.capitalize() for part in self.singular.split("_"))
+
+    @property
+    def title_plural(self) -> str:
+        return "".join(part.capitalize() for part in self.plural.split("_"))
+
+    @property
+    def a(self) -> str:
+        """`a city`, `an item`."""
+        return f"{'an' if self.singular[0] in 'aeiou' else 'a'} {self.singular}"
+
+    def required_indexes(self) -> list[tuple[str, ...]]:
+        """The leading columns of every b-tree index a list query walks: one per sort, and one
+        per sort behind each order prefix of the list_filter hook."""
+        wanted = []
+        for prefix in ((), *self.order_prefixes):
+            for sort in self.sorts:
+                wanted.append((*prefix, *self.sort_keys[sort.field].columns))
+        return wanted
