@@ -38,6 +38,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             "DATABASE_URL is not set: requests that need the database will answer 503 "
             "until it is configured"
         )
+    if "API_KEYS" not in app.config.get("SSM_PARAMETERS", {}):
+        log.info(config.describe_api_keys(app.config))
 
     from . import city_api, db, errors, meta_api, request_log, ssm
     from .gateway import GatewayPaths

@@ -14,6 +14,7 @@ def test_defaults_when_nothing_is_set():
         "DATABASE_URL": None,
         "MIGRATIONS_DATABASE_URL": None,
         "API_KEYS": (),
+        "API_KEYS_UNUSABLE": None,
         "DB_CONNECT_TIMEOUT": config.DEFAULT_CONNECT_TIMEOUT,
         "DB_CONNECT_BUDGET": config.DEFAULT_CONNECT_BUDGET,
         "DB_STATEMENT_TIMEOUT_MS": config.DEFAULT_STATEMENT_TIMEOUT_MS,
