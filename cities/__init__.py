@@ -44,6 +44,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from . import city_api, db, errors, meta_api, request_log, ssm
     from .gateway import GatewayPaths
 
+    request_log.remember_secrets(
+        app.config["DATABASE_URL"], app.config["MIGRATIONS_DATABASE_URL"], *app.config["API_KEYS"]
+    )
+
     db.init_app(app)
     errors.init_app(app)
     request_log.init_app(app)

@@ -119,6 +119,11 @@ def load(settings: MutableMapping[str, Any]) -> None:
     if not wanted or settings.get("SSM_LOADED"):
         return
     values = fetch(list(wanted.values()))
+    from .request_log import remember_secrets
+
+    for setting, name in wanted.items():
+        remember_secrets(*(config.parse_api_keys(values[name]) if setting == "API_KEYS"
+                           else (values[name],)))
     for setting, name in wanted.items():
         value = values[name]
         if setting == "API_KEYS":

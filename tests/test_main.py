@@ -104,3 +104,14 @@ def test_serve_without_database_url_starts_the_embedded_postgres(tmp_path):
     assert "0001_create_city.sql" in output
     assert [status for status, _ in results] == [201, 200]
     assert (tmp_path / ".data" / "pgdata" / "PG_VERSION").is_file()
+
+
+def test_migrate_never_prints_the_password_of_a_malformed_url():
+    from tests.test_handler import MALFORMED_URLS, SECRET
+
+    for name, url in MALFORMED_URLS.items():
+        result = run_cli("migrate", env=cli_env(DATABASE_URL=url, DB_CONNECT_BUDGET="0.1"))
+        assert result.returncode == 1, (name, result.stderr)
+        assert "migration failed" in result.stderr, (name, result.stderr)
+        output = result.stdout + result.stderr
+        assert SECRET not in output and "retPw" not in output, (name, output)

@@ -87,10 +87,22 @@ def test_security_headers_on_every_response(client, method, path, body, status, 
         ("HOST=h PASSWORD=Hunter2", "HOST=h PASSWORD=***"),
         ("see user@example.com, Password: none", "see user@example.com, Password: none"),
         ("no secrets here", "no secrets here"),
+        ('after "postgresql://app:S3c@ret/Pw@db.example.com/x" in',
+         'after "postgresql://***@db.example.com/x" in'),
     ],
 )
 def test_mask_secrets(text, masked):
     assert mask_secrets(text) == masked
+
+
+def test_pieces_of_a_given_password_are_masked_wherever_libpq_quotes_them():
+    url = "postgresql://app:S3c@ret/Pw9@db.example.com/cities"
+    assert mask_secrets('could not translate host name "ret/Pw9@db.example.com"', url) == (
+        'could not translate host name "***/***@db.example.com"'
+    )
+    assert mask_secrets('invalid integer value "S3c" for port', url) == (
+        'invalid integer value "***" for port'
+    )
 
 
 def test_no_log_line_of_a_full_run_contains_a_secret(client_for, client, caplog):

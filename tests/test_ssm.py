@@ -217,7 +217,8 @@ def test_migrate_function_fails_loudly_on_a_missing_parameter(
     """An exception fails the invocation, so `make deploy` fails with this message."""
     app = app_from_env({k: v for k, v in SSM_ENV.items() if k.startswith("MIGRATIONS")})
     monkeypatch.setattr(handler_module, "app", app)
-    with pytest.raises(ssm.SsmConfigError, match="migrations-database-url"):
+    with pytest.raises(handler_module.MigrationFailed,
+                       match=r"SsmConfigError: .*migrations-database-url"):
         handler_module.migrate({}, None)
 
 
