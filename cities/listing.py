@@ -134,7 +134,8 @@ def parse_list_query(args: MultiDict[str, str]) -> ListQuery:
 
     limit = args.get("limit")
     if limit is not None:
-        if limit.isascii() and limit.isdigit() and 1 <= int(limit) <= MAX_LIMIT:
+        # Digits first: int() refuses strings of more than 4300 digits with an exception.
+        if _DIGITS.fullmatch(limit) and 1 <= int(limit) <= MAX_LIMIT:
             values["limit"] = int(limit)
         else:
             problems.append(

@@ -100,3 +100,36 @@ def test_q_lists_exactly_the_names_containing_the_term(client, sql, city_names, 
     assert sorted(c["name"] for c in reply.json) == sorted(
         name for name in stored if q.lower() in name.lower()
     )
+
+
+# Longer than Python's int() accepts (4300 digits): a 500 if any parameter reached int() as is.
+long_digits = st.integers(4250, 5000).flatmap(
+    lambda n: st.text("0123456789", min_size=n, max_size=n)
+) | st.just("9" * 4301)
+
+
+@PROPERTY_SETTINGS
+@given(digits=long_digits, parameter=st.sampled_from(["limit", "state", "q", "sort", "cursor"]))
+def test_a_very_long_number_in_any_query_parameter_is_never_a_500(client, digits, parameter):
+    reply = client.get("/cities", query={parameter: digits})
+    assert reply.status in (200, 422), reply
+    if reply.status == 422:
+        assert reply.detail_fields == [parameter]
+
+
+@PROPERTY_SETTINGS
+@given(digits=long_digits, method=st.sampled_from(["GET", "PUT", "PATCH", "DELETE"]))
+def test_a_very_long_number_as_an_id_is_404(client, digits, method):
+    body = {"name": "N", "state": "S"} if method in ("PUT", "PATCH") else None
+    assert client.request(method, f"/cities/{digits}", body).status == 404
+
+
+@PROPERTY_SETTINGS
+@given(digits=long_digits, header=st.sampled_from([
+    "authorization", "idempotency-key", "content-length", "x-forwarded-port", "host",
+    "x-forwarded-for", "content-type",
+]))
+def test_a_very_long_number_in_any_header_is_never_a_500(client, sql, digits, header):
+    reply = client.post("/cities", {"name": "Nice", "state": "PACA"}, headers={header: digits})
+    assert reply.status < 500, reply
+    assert client.get("/cities", headers={header: digits}).status < 500
