@@ -54,5 +54,5 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     ssm.init_app(app)
     app.register_blueprint(city_api.bp)
     app.register_blueprint(meta_api.bp)
-    app.wsgi_app = GatewayPaths(app.wsgi_app)
+    app.wsgi_app = GatewayPaths(app.wsgi_app, app.config)
     return app

@@ -17,6 +17,7 @@ from . import city_store, idempotency
 from .auth import WRITE_METHODS, check_write
 from .db import commit, get_db
 from .errors import Conflict, NotFound
+from .gateway import absolute_urls
 from .listing import parse_list_query, parse_positive_id
 from .validation import city_fields, detail, read_json_body
 
@@ -69,7 +70,8 @@ def list_cities() -> Response:
     if len(rows) > query.limit:
         params = {k: v for k, v in request.args.items() if k != "cursor"}
         params["cursor"] = query.cursor_after(page[-1])
-        next_url = url_for("cities.list_cities", _external=True) + "?" + urlencode(params)
+        external = absolute_urls(request.environ)
+        next_url = url_for("cities.list_cities", _external=external) + "?" + urlencode(params)
         response.headers["Link"] = f'<{next_url}>; rel="next"'
     return response
 
@@ -79,7 +81,8 @@ def create_city() -> tuple[Response, int, dict[str, str]]:
     key = idempotency.parse_key(request.headers.get(idempotency.HEADER))
     fields = city_fields(read_json_body(request), partial=False)
     city, replayed = _write(_create, fields, key)
-    headers = {"Location": url_for("cities.get_city", city_id=city["id"], _external=True)}
+    external = absolute_urls(request.environ)
+    headers = {"Location": url_for("cities.get_city", city_id=city["id"], _external=external)}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
     return jsonify(city), 201, headers

@@ -102,6 +102,12 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
             DEFAULT_STATEMENT_TIMEOUT_MS,
         ),
         "LOG_LEVEL": (env.get("LOG_LEVEL") or DEFAULT_LOG_LEVEL).upper(),
+        # Hosts (`name` or `name:port`) that generated URLs may name when a request's Host
+        # header says so; elsewhere (an ALB, a local server) other Hosts give relative URLs.
+        "PUBLIC_HOSTS": tuple(
+            host.strip().lower() for host in (env.get("PUBLIC_HOSTS") or "").split(",")
+            if host.strip()
+        ),
         "SSM_PARAMETERS": {
             name: env[f"{name}_SSM_PARAMETER"].strip()
             for name in SSM_SETTINGS

@@ -26,7 +26,7 @@ from tests.lambda_events import Client
 for _name in (
     "API_KEYS", "MIGRATIONS_DATABASE_URL", "API_GATEWAY_BASE_PATH", "STRIP_STAGE_PATH",
     "DATABASE_URL_SSM_PARAMETER", "MIGRATIONS_DATABASE_URL_SSM_PARAMETER",
-    "API_KEYS_SSM_PARAMETER",
+    "API_KEYS_SSM_PARAMETER", "PUBLIC_HOSTS",
 ):
     os.environ[_name] = ""
 os.environ["DB_CONNECT_TIMEOUT"] = "3"

@@ -19,6 +19,7 @@ def test_defaults_when_nothing_is_set():
         "DB_CONNECT_BUDGET": config.DEFAULT_CONNECT_BUDGET,
         "DB_STATEMENT_TIMEOUT_MS": config.DEFAULT_STATEMENT_TIMEOUT_MS,
         "LOG_LEVEL": "INFO",
+        "PUBLIC_HOSTS": (),
         "SSM_PARAMETERS": {},
         "DB_CONNECTION_REUSE": False,
         "DB_CONNECTION_MAX_IDLE": config.DEFAULT_CONNECTION_MAX_IDLE,
