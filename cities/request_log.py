@@ -1,8 +1,8 @@
 """One JSON log line per request, security headers on every response, secrets masked in logs.
 
 The log line carries what an operator needs to find a request in CloudWatch (method, route
-template, status, duration, Lambda request id, whether a database connection was opened) and
-nothing a client sent (no paths with ids, no bodies, no headers).
+template, status, duration, Lambda and API Gateway request ids, whether a database connection was
+opened) and nothing a client sent (no paths with ids, no bodies, no headers).
 """
 
 from __future__ import annotations
@@ -120,6 +120,8 @@ def _log_request(req: Request, response: Response) -> None:
         "status": response.status_code,
         "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
         "request_id": getattr(req.environ.get("serverless.context"), "aws_request_id", None),
+        # API Gateway's own id of the request: joins this line to the HTTP API's access log.
+        "gateway_request_id": _gateway_request_id(req.environ.get("serverless.event")),
         "db_connection": g.get("db_state", "none"),
     }
     # log.info() would first walk the stack to find its caller (findCaller): on every request
@@ -127,6 +129,12 @@ def _log_request(req: Request, response: Response) -> None:
     line = _COMPACT_JSON.encode(entry)
     record = log.makeRecord(log.name, logging.INFO, __file__, 0, line, None, None, "_log_request")
     log.handle(record)
+
+
+def _gateway_request_id(event: object) -> str | None:
+    context = event.get("requestContext") if isinstance(event, dict) else None
+    request_id = context.get("requestId") if isinstance(context, dict) else None
+    return request_id if isinstance(request_id, str) else None
 
 
 def init_app(app: Flask) -> None:

@@ -41,8 +41,12 @@ def test_the_lambda_request_id_is_logged(handler_module, sql, caplog):
         aws_request_id = "8f5c7c58-5f7e-4b5b-9a5e-1f2e3d4c5b6a"
 
     caplog.set_level(logging.INFO, logger="cities")
-    handler_module.api(http_api_event("GET", "/cities"), Context())
-    assert request_lines(caplog)[-1]["request_id"] == Context.aws_request_id
+    event = http_api_event("GET", "/cities")
+    handler_module.api(event, Context())
+    line = request_lines(caplog)[-1]
+    assert line["request_id"] == Context.aws_request_id
+    # API Gateway's id, as in its access log ($context.requestId): the two lines join on it.
+    assert line["gateway_request_id"] == event["requestContext"]["requestId"]
 
 
 def test_a_failed_connection_is_logged_as_such(client_for, caplog):
