@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 from werkzeug.datastructures import MultiDict
 
 from .errors import ValidationFailed
-from .validation import FORBIDDEN_CHARACTERS, MAX_TEXT_LENGTH, clean_text, detail
+from .validation import FORBIDDEN_CHARACTERS, MAX_TEXT_LENGTH, clean_search, clean_text, detail
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -152,14 +152,11 @@ def parse_list_query(args: MultiDict[str, str]) -> ListQuery:
 
     q = args.get("q")
     if q is not None:
-        if q == "":
-            problems.append(detail("q", "must not be empty", "query"))
-        elif len(q) > MAX_TEXT_LENGTH:
-            problems.append(detail("q", f"must be at most {MAX_TEXT_LENGTH} characters", "query"))
-        elif FORBIDDEN_CHARACTERS.search(q):
-            problems.append(detail("q", "must not contain control characters", "query"))
+        term, reason = clean_search(q)
+        if reason:
+            problems.append(detail("q", reason, "query"))
         else:
-            values["q"] = q
+            values["q"] = term
 
     sort = args.get("sort")
     if sort is not None:

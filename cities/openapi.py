@@ -9,22 +9,25 @@ from typing import Any
 
 from .idempotency import KEY_PATTERN, TTL
 from .listing import DEFAULT_LIMIT, MAX_LIMIT, SORTS
-from .validation import MAX_TEXT_LENGTH
+from .validation import MAX_TEXT_LENGTH, SEARCH_PATTERN, TEXT_PATTERN
 
-# What the API accepts for a name or state: up to 100 characters, no C0/C1 control characters,
-# and something besides whitespace (the API trims). What it returns is already trimmed.
-_NO_CONTROLS = "[^\\u0000-\\u001f\\u007f-\\u009f]"
+# What the API accepts for a name or state: cities.validation's rule, whose pattern this is.
+# What it returns is the stored form, which matches it too.
 _TEXT = {
     "type": "string",
     "minLength": 1,
     "maxLength": MAX_TEXT_LENGTH,
-    "pattern": f"^{_NO_CONTROLS}*[^\\s\\u0000-\\u001f\\u007f-\\u009f]{_NO_CONTROLS}*$",
+    "pattern": TEXT_PATTERN,
+    "description": "Stored in Unicode NFKC, with whitespace and invisible format characters "
+    "trimmed from both ends. Refused: control, bidirectional and invisible format characters "
+    "inside (ZWNJ and ZWJ are kept), line separators, and text that normalization makes longer "
+    "than 100 characters.",
 }
 _SEARCH = {
     "type": "string",
     "minLength": 1,
     "maxLength": MAX_TEXT_LENGTH,
-    "pattern": f"^{_NO_CONTROLS}+$",
+    "pattern": SEARCH_PATTERN,
 }
 
 
