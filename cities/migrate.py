@@ -132,6 +132,9 @@ def _apply_pending(conn: Any, migrations: list[Migration]) -> dict[str, Any]:
                 cur.execute("ROLLBACK")
                 raise MigrationError(f"{migration.name} failed and was rolled back: {exc}") from exc
             cur.execute("COMMIT")
+        for notice in conn.notices:  # what a migration reports (RAISE NOTICE/WARNING)
+            log.warning("%s: %s", migration.name, notice.strip())
+        del conn.notices[:]
         newly_applied.append(migration)
     return {
         "applied": [m.name for m in newly_applied],
