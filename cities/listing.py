@@ -31,6 +31,15 @@ BIGINT_MAX = 2**63 - 1
 CURSOR_VERSION = 1
 _CURSOR_KEY = b"cities.cursor.v1"
 _MAX_CURSOR_LENGTH = 1024
+# What encode_cursor writes: base64url of the JSON payload, a dot, base64url of its 12-byte
+# checksum (16 characters). Published as the parameter's pattern, so a schema-driven client or
+# fuzzer generates plausible cursors; an empty cursor is refused like any other empty parameter.
+_SIGNATURE_CHARS = 16
+CURSOR_PATTERN = (
+    f"[A-Za-z0-9_-]{{1,{_MAX_CURSOR_LENGTH - 1 - _SIGNATURE_CHARS}}}"
+    f"\\.[A-Za-z0-9_-]{{{_SIGNATURE_CHARS}}}"
+)
+_CURSOR = re.compile(CURSOR_PATTERN)
 _DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
 
 
@@ -103,7 +112,7 @@ def decode_cursor(cursor: str, query: ListQuery) -> tuple[Any, ...]:
     invalid = ValidationFailed(
         details=[detail("cursor", "is not a valid cursor for this query", "query")]
     )
-    if len(cursor) > _MAX_CURSOR_LENGTH or cursor.count(".") != 1:
+    if not _CURSOR.fullmatch(cursor):
         raise invalid
     body, signature = cursor.split(".")
     try:

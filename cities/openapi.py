@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from .idempotency import KEY_PATTERN, TTL
-from .listing import DEFAULT_LIMIT, MAX_LIMIT, SORTS
+from .listing import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT, SORTS
 from .validation import MAX_TEXT_LENGTH, SEARCH_PATTERN, TEXT_PATTERN
 
 # What the API accepts for a name or state: cities.validation's rule, whose pattern this is.
@@ -169,8 +169,10 @@ def document() -> dict[str, Any]:
         {
             "name": "cursor",
             "in": "query",
-            "description": "Opaque; copy it from the previous page's `Link: rel=\"next\"` URL.",
-            "schema": {"type": "string"},
+            "description": "Opaque; copy it from the previous page's `Link: rel=\"next\"` URL. "
+            "Valid only with the sort and filters it was issued for (else 422).",
+            "schema": {"type": "string", "minLength": 18, "maxLength": 1024,
+                       "pattern": f"^{CURSOR_PATTERN}$"},
         },
     ]
     return {

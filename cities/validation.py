@@ -26,8 +26,11 @@ FORBIDDEN_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 # that Python and ECMA-262 (JSON Schema's dialect) read alike: explicit code points, no `\s`
 # (ECMA's includes U+FEFF, Python's does not), so the published pattern is the same rule.
 # Astral code points are written as themselves (a `u`-mode ECMA regex, as JSON Schema wants).
+# Lone surrogates (not Unicode text: no column can store them) are refused before the rule
+# applies, and left out of the pattern: the Rust and Go regex engines behind many validators
+# cannot even express them.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROLS = "\\u0000-\\u001f\\u007f-\\u009f"
-_SURROGATES = "\\ud800-\\udfff"
 _LINE_SEPARATORS = "\\u2028\\u2029"
 # Bidirectional embeddings, overrides and isolates: "\u202egnirpS" displays as "Springs".
 _BIDI_CONTROLS = "\\u202a-\\u202e\\u2066-\\u2069"
@@ -47,7 +50,7 @@ _CONTROL_SPACES = "\\t\\n\\u000b\\u000c\\r\\u001c-\\u001f\\u0085"
 # Trimmed from both ends: whitespace and invisible format characters (joiners included).
 _TRIMMED = _SPACES + _CONTROL_SPACES + _FORMAT + _JOINERS
 # Refused anywhere after trimming; bidi controls and line separators even at the ends.
-_REFUSED = _CONTROLS + _SURROGATES + _LINE_SEPARATORS + _BIDI_CONTROLS + _FORMAT
+_REFUSED = _CONTROLS + _LINE_SEPARATORS + _BIDI_CONTROLS + _FORMAT
 _VISIBLE = f"[^{_REFUSED}{_SPACES}{_JOINERS}]"
 # The rule as one pattern, for the OpenAPI document: optional trimmed characters, then text that
 # starts and ends with a visible character and holds no refused one, then trimmed characters.
@@ -57,7 +60,7 @@ _REFUSED_CHARACTER = re.compile(f"[{_REFUSED}]")
 # A search term (`q`): no control characters, bidi controls or line separators; it is matched
 # as a substring, so it is neither trimmed nor required to start with a visible character.
 # `(?![\s\S])` is the end in both dialects (a Python `$` also matches before a final newline).
-_SEARCH_REFUSED = _CONTROLS + _SURROGATES + _LINE_SEPARATORS + _BIDI_CONTROLS
+_SEARCH_REFUSED = _CONTROLS + _LINE_SEPARATORS + _BIDI_CONTROLS
 SEARCH_PATTERN = f"^[^{_SEARCH_REFUSED}]+$(?![\\s\\S])"
 _SEARCH_REFUSED_CHARACTER = re.compile(f"[{_SEARCH_REFUSED}]")
 ACCEPTED_CHARSETS = {"utf-8", "utf8"}
@@ -122,6 +125,8 @@ def clean_text(value: Any) -> tuple[str | None, str | None]:
         return None, "must be a string"
     if len(value) > MAX_TEXT_LENGTH:
         return None, f"must be at most {MAX_TEXT_LENGTH} characters"
+    if _LONE_SURROGATE.search(value):
+        return None, "must be valid Unicode (it holds a lone surrogate)"
     text = _TRIM.sub("", unicodedata.normalize("NFKC", value))
     if not text:
         return None, "must not be empty"
@@ -139,7 +144,7 @@ def clean_search(value: str) -> tuple[str | None, str | None]:
         return None, "must not be empty"
     if len(value) > MAX_TEXT_LENGTH:
         return None, f"must be at most {MAX_TEXT_LENGTH} characters"
-    if _SEARCH_REFUSED_CHARACTER.search(value):
+    if _SEARCH_REFUSED_CHARACTER.search(value) or _LONE_SURROGATE.search(value):
         return None, "must not contain control or bidirectional characters or line separators"
     return unicodedata.normalize("NFKC", value), None
 

@@ -4,13 +4,14 @@ never a 500, and what it stores is exactly what it acknowledged."""
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cities.errors import ValidationFailed
-from cities.listing import SORTS, ListQuery, decode_cursor, encode_cursor
+from cities.listing import CURSOR_PATTERN, SORTS, ListQuery, decode_cursor, encode_cursor
 from cities.validation import FORBIDDEN_CHARACTERS
 
 PROPERTY_SETTINGS = settings(
@@ -101,6 +102,7 @@ def test_cursors_round_trip_and_any_single_edit_is_refused(sort, state, q, name,
     key = [name, city_id] if query.by_name else [city_id]
     cursor = encode_cursor(query, key)
     assert decode_cursor(cursor, query) == tuple(key)
+    assert re.fullmatch(CURSOR_PATTERN, cursor)  # what the OpenAPI document promises
     for position in range(0, len(cursor), max(1, len(cursor) // 12)):
         replacement = "A" if cursor[position] != "A" else "B"
         edited = cursor[:position] + replacement + cursor[position + 1 :]
