@@ -59,12 +59,9 @@ def bad_event_response(message: str) -> dict[str, Any]:
     }
 
 
-# A DNS name or IPv4 address with an optional port, or a bracketed IPv6 loopback.
-_HOST = re.compile(
-    r"(?P<name>[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
-    r"|\[::1\])(?::[0-9]{1,5})?",
-    re.IGNORECASE,
-)
+# A host name or IPv4 address with an optional port, or the bracketed IPv6 loopback: enough to
+# tell a host from a placeholder ("offlineContext_domainName") or a smuggled "a@b" or "a/b".
+_HOST = re.compile(r"(?P<name>[A-Za-z0-9.-]+|\[::1\])(?::[0-9]{1,5})?")
 # Names of this very machine: a URL naming one can only lead a client back to its own machine.
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
 # environ key: True when generated URLs may be absolute (their host is trusted).

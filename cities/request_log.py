@@ -39,8 +39,8 @@ def secret_parts(value: str) -> set[str]:
     """The parts of a secret that must never be shown: a URL's password and each piece of it
     between separators (for a malformed URL libpq quotes such pieces), or a whole key."""
     if "://" in value or "@" in value:
-        userinfo = value.partition("://")[2] or value if "://" in value else value
-        _, _, password = userinfo.rpartition("@")[0].partition(":")
+        userinfo = value.split("://", 1)[-1].rpartition("@")[0]  # up to the last @
+        password = userinfo.partition(":")[2]
     elif "=" in value:
         kv = _KV_PASSWORD.search(value)
         password = kv[2].strip("'") if kv else ""

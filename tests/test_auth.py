@@ -118,3 +118,11 @@ def test_a_lone_surrogate_in_authorization_is_401(client, locked, sql, value):
                         headers={"authorization": value})
     assert reply.status == 401 and reply.error_code == "unauthorized"
     assert sql("SELECT count(*) FROM city") == [(0,)]
+
+
+@pytest.mark.parametrize("header", ["idempotency-key", "content-type", "content-encoding", "host",
+                                    "x-forwarded-proto", "x-forwarded-port"])
+def test_a_lone_surrogate_in_any_header_the_api_reads_is_never_a_500(client, sql, header):
+    reply = client.post("/cities", {"name": "Nice", "state": "PACA"},
+                        headers={header: "x\ud800"})
+    assert reply.status < 500, reply
