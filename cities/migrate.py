@@ -120,6 +120,7 @@ def _apply_pending(conn: Any, migrations: list[Migration]) -> dict[str, Any]:
         if migration.version in applied:
             continue
         log.info("applying migration %s", migration.name)
+        del conn.notices[:]  # from here on, what this migration reports
         with conn.cursor() as cur:
             cur.execute("BEGIN")
             try:

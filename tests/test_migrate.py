@@ -196,6 +196,7 @@ def test_0005_normalizes_existing_rows_as_the_api_would_and_reports_the_rest(
         run_sql(empty_database_url, "INSERT INTO city (name, state) VALUES (%s, %s)",
                 (name, state))
     # 5 could be inserted beside 1: the unique index saw NFD and NFC as different names.
+    caplog.clear()
     with caplog.at_level(logging.WARNING, logger="cities"):
         result = migrate(empty_database_url)
     assert result["applied"] == ["0005_normalize_text.sql"]
@@ -213,6 +214,7 @@ def test_0005_normalizes_existing_rows_as_the_api_would_and_reports_the_rest(
     for city_id in reported:
         assert any(f"city {city_id}:" in m for m in warnings), (city_id, warnings)
     assert not any(f"city {city_id}:" in m for m in warnings for city_id in (2, 3, 4, 9, 10))
+    assert all(m.startswith("0005_normalize_text.sql: WARNING:") for m in warnings), warnings
 
 
 def test_0005_trims_and_refuses_exactly_the_characters_the_api_does(empty_database_url):
