@@ -27,6 +27,7 @@ from flask import Flask, current_app
 
 from . import config
 from .errors import ServiceUnavailable
+from .request_log import remember_secrets
 
 log = logging.getLogger("cities")
 
@@ -119,17 +120,14 @@ def load(settings: MutableMapping[str, Any]) -> None:
     if not wanted or settings.get("SSM_LOADED"):
         return
     values = fetch(list(wanted.values()))
-    from .request_log import remember_secrets
-
-    for setting, name in wanted.items():
-        remember_secrets(*(config.parse_api_keys(values[name]) if setting == "API_KEYS"
-                           else (values[name],)))
     for setting, name in wanted.items():
         value = values[name]
         if setting == "API_KEYS":
             settings.update(config.api_key_settings(value, f"API_KEYS_SSM_PARAMETER ({name})"))
+            remember_secrets(*settings["API_KEYS"])
         else:
             settings[setting] = value
+            remember_secrets(value)
     settings["SSM_LOADED"] = True
     described = f"; {config.describe_api_keys(settings)}" if "API_KEYS" in wanted else ""
     log.info("configuration read from SSM: %s%s", ", ".join(sorted(wanted)), described)
