@@ -33,7 +33,8 @@ test: lint
 
 # A long randomized fuzz run; `make test` runs the same tests with few, fixed examples.
 fuzz: $(STAMP)
-	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-1000} FUZZ_RANDOM=1 $(PY) -m pytest tests/test_fuzz.py -p no:cacheprovider
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-1000} FUZZ_RANDOM=1 $(PY) -m pytest tests/test_fuzz.py -p no:cacheprovider \
+		--basetemp=.pytest-tmp
 
 # Known vulnerabilities in the pinned runtime dependencies (needs the advisory service online).
 audit: $(STAMP)

@@ -14,6 +14,7 @@ import serverless_wsgi
 
 from cities import config, create_app, ssm
 from cities.gateway import bad_event_response
+from cities.request_log import masked_error
 
 app = create_app()
 
@@ -28,18 +29,30 @@ def api(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return bad_event_response("The request could not be read.")
 
 
+class MigrationFailed(RuntimeError):
+    """What leaves `migrate` when it fails: the cause's type and message, secrets masked."""
+
+
 def migrate(event: dict[str, Any] | None = None, context: Any = None) -> dict[str, Any]:
-    """Apply pending migrations; raising makes the invocation (and so the deploy) fail."""
+    """Apply pending migrations; raising makes the invocation (and so the deploy) fail.
+
+    Whatever fails is re-raised as MigrationFailed with its message masked and no chained
+    traceback: Lambda prints both to CloudWatch and `make deploy` shows them, and libpq repeats
+    a malformed URL, password included, in its errors.
+    """
     from cities.migrate import migrate as apply_migrations  # not needed to serve requests
 
-    ssm.load(app.config)  # secrets named by *_SSM_PARAMETER; a missing one fails loudly here
-    url = config.migrations_url(app.config)
-    if not url:
-        raise RuntimeError("Set MIGRATIONS_DATABASE_URL or DATABASE_URL to run migrations.")
-    result = apply_migrations(
-        url,
-        connect_timeout=app.config["DB_CONNECT_TIMEOUT"],
-        connect_budget=app.config["DB_CONNECT_BUDGET"],
-    )
+    try:
+        ssm.load(app.config)  # secrets named by *_SSM_PARAMETER; a missing one fails loudly here
+        url = config.migrations_url(app.config)
+        if not url:
+            raise RuntimeError("Set MIGRATIONS_DATABASE_URL or DATABASE_URL to run migrations.")
+        result = apply_migrations(
+            url,
+            connect_timeout=app.config["DB_CONNECT_TIMEOUT"],
+            connect_budget=app.config["DB_CONNECT_BUDGET"],
+        )
+    except Exception as exc:
+        raise MigrationFailed(masked_error(exc, config.migrations_url(app.config))) from None
     logging.getLogger("cities").info("migrations: %s", result)
     return result

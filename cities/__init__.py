@@ -38,9 +38,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             "DATABASE_URL is not set: requests that need the database will answer 503 "
             "until it is configured"
         )
+    if "API_KEYS" not in app.config.get("SSM_PARAMETERS", {}):
+        log.info(config.describe_api_keys(app.config))
 
     from . import db, docs_api, errors, meta_api, request_log, resource_api, ssm
     from .gateway import GatewayPaths
+
+    request_log.remember_secrets(
+        app.config["DATABASE_URL"], app.config["MIGRATIONS_DATABASE_URL"], *app.config["API_KEYS"]
+    )
 
     db.init_app(app)
     errors.init_app(app)
@@ -55,5 +61,5 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.register_blueprint(resource_api.blueprint(resource))
     app.register_blueprint(meta_api.bp)
     app.register_blueprint(docs_api.bp)
-    app.wsgi_app = GatewayPaths(app.wsgi_app)
+    app.wsgi_app = GatewayPaths(app.wsgi_app, app.config)
     return app

@@ -16,13 +16,15 @@ import socket
 import sys
 
 from . import config
-from .migrate import MigrationError, migrate
+from .migrate import migrate
+from .request_log import masked_error, remember_secrets
 
 
 def _configure(command: str) -> tuple[dict, str]:
     """Settings plus a description for humans: the configured database, else the embedded one."""
     config.load_dotenv_if_present()
     settings = config.from_env()
+    remember_secrets(settings["DATABASE_URL"], settings["MIGRATIONS_DATABASE_URL"])
     if settings["DATABASE_URL"] or (command == "migrate" and config.migrations_url(settings)):
         return settings, "the database from DATABASE_URL / MIGRATIONS_DATABASE_URL"
     from . import embedded
@@ -55,8 +57,8 @@ def _migrate(settings: dict) -> dict:
             connect_timeout=settings["DB_CONNECT_TIMEOUT"],
             connect_budget=settings["DB_CONNECT_BUDGET"],
         )
-    except MigrationError as exc:
-        sys.exit(f"migration failed: {exc}")
+    except Exception as exc:  # libpq repeats a malformed URL: never print it unmasked
+        sys.exit(f"migration failed: {masked_error(exc, config.migrations_url(settings))}")
 
 
 def main(argv: list[str] | None = None) -> None:

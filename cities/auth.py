@@ -3,20 +3,41 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from .errors import Unauthorized
+from .errors import ServiceUnavailable, Unauthorized
+
+log = logging.getLogger("cities")
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def key_matches(presented: str, keys: Iterable[str]) -> bool:
     """Constant-time comparison against every key, so timing reveals neither key nor position."""
-    presented_bytes = presented.encode("utf-8", "surrogateescape")
+    # surrogatepass: a header may carry a lone surrogate ("\ud800"), which is simply no key.
+    presented_bytes = presented.encode("utf-8", "surrogatepass")
     matched = False
     for key in keys:
-        matched |= hmac.compare_digest(presented_bytes, key.encode("utf-8", "surrogateescape"))
+        matched |= hmac.compare_digest(presented_bytes, key.encode("utf-8", "surrogatepass"))
     return matched
+
+
+def check_write(authorization: str | None, settings: Mapping[str, Any]) -> None:
+    """A write goes ahead with a valid key, or with no key source configured at all.
+
+    A source that is configured but holds no key (`API_KEYS=","`) is a mistake, not a request
+    for open writes: every write answers 503 and the log names the setting.
+    """
+    unusable = settings.get("API_KEYS_UNUSABLE")
+    if unusable:
+        log.error("%s is set but holds no API key (only separators): writes are refused until "
+                  "it names at least one key", unusable)
+        raise ServiceUnavailable(
+            "Writes are disabled: the server's API key setting holds no key."
+        )
+    require_key(authorization, settings["API_KEYS"])
 
 
 def require_key(authorization: str | None, keys: tuple[str, ...]) -> None:

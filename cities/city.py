@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from . import city_store
 from .resource import Field, Filter, Resource, Sort, Unique
-from .validation import SEARCH_SCHEMA, TEXT_SCHEMA, clean_text, search_term
+from .validation import SEARCH_SCHEMA, TEXT_SCHEMA, clean_search, clean_text
 
 CITY = Resource(
     singular="city",
@@ -28,7 +28,7 @@ CITY = Resource(
     filters=(
         Filter("state", clean_text, TEXT_SCHEMA,
                "Only cities in this state (exact, case-insensitive, trimmed)."),
-        Filter("q", search_term, SEARCH_SCHEMA,
+        Filter("q", clean_search, SEARCH_SCHEMA,
                "Case-insensitive substring of the name; `%`, `_`, `\\` are literal."),
     ),
     list_filter=city_store.list_filter,

@@ -48,6 +48,22 @@ def parse_api_keys(raw: str | None) -> tuple[str, ...]:
     return tuple(key.strip() for key in raw.split(",") if key.strip())
 
 
+def api_key_settings(raw: str | None, source: str) -> dict[str, Any]:
+    """`API_KEYS` from a raw value, and `API_KEYS_UNUSABLE`: the setting's name when it is set
+    but holds no key (only commas, spaces or newlines), so that writes fail closed instead of
+    being left open."""
+    keys = parse_api_keys(raw)
+    return {"API_KEYS": keys, "API_KEYS_UNUSABLE": source if raw and not keys else None}
+
+
+def describe_api_keys(settings: Mapping[str, Any]) -> str:
+    """How many keys protect writes, for the start-up log (never the keys themselves)."""
+    if settings.get("API_KEYS_UNUSABLE"):
+        return f"API keys: {settings['API_KEYS_UNUSABLE']} holds no key, writes are refused"
+    count = len(settings.get("API_KEYS") or ())
+    return f"API keys: {count} active" if count else "API keys: none set, writes are open"
+
+
 def parse_positive(name: str, raw: str | None, default: float, cast: type = int) -> float:
     """A positive number from the environment; anything else logs a warning and keeps `default`."""
     if raw is None or raw.strip() == "":
@@ -73,7 +89,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     return {
         "DATABASE_URL": env.get("DATABASE_URL") or None,
         "MIGRATIONS_DATABASE_URL": env.get("MIGRATIONS_DATABASE_URL") or None,
-        "API_KEYS": parse_api_keys(env.get("API_KEYS")),
+        **api_key_settings(env.get("API_KEYS"), "API_KEYS"),
         "DB_CONNECT_TIMEOUT": parse_positive(
             "DB_CONNECT_TIMEOUT", env.get("DB_CONNECT_TIMEOUT"), DEFAULT_CONNECT_TIMEOUT
         ),
@@ -86,6 +102,12 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
             DEFAULT_STATEMENT_TIMEOUT_MS,
         ),
         "LOG_LEVEL": (env.get("LOG_LEVEL") or DEFAULT_LOG_LEVEL).upper(),
+        # Hosts (`name` or `name:port`) that generated URLs may name when a request's Host
+        # header says so; elsewhere (an ALB, a local server) other Hosts give relative URLs.
+        "PUBLIC_HOSTS": tuple(
+            host.strip().lower() for host in (env.get("PUBLIC_HOSTS") or "").split(",")
+            if host.strip()
+        ),
         "SSM_PARAMETERS": {
             name: env[f"{name}_SSM_PARAMETER"].strip()
             for name in SSM_SETTINGS

@@ -36,6 +36,7 @@ import psycopg2.extensions
 from flask import Flask, current_app, g
 
 from .errors import ServiceUnavailable
+from .request_log import mask_secrets
 
 log = logging.getLogger("cities")
 
@@ -59,6 +60,8 @@ PERMANENT_FAILURES = (
     "invalid uri",
     "missing \"=\"",
     "root certificate file",
+    "invalid integer value",  # a port that is not one: often a password's unencoded `/`
+    "invalid port number",
 )
 
 # CA bundles present on Lambda (Amazon Linux) and Debian-like systems. psycopg2-binary's bundled
@@ -69,6 +72,18 @@ CA_BUNDLES = (
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/ssl/cert.pem",
 )
+
+
+class DatabaseUrlError(ValueError):
+    """The database URL cannot be parsed. The message says what to check and quotes libpq's
+    complaint with the URL's credentials masked (libpq repeats the malformed URL)."""
+
+    def __init__(self, url: str, error: Exception) -> None:
+        super().__init__(
+            "the database URL is malformed (expected postgresql://user:password@host/dbname, "
+            "with no leading space and any @ : / in the password percent-encoded): "
+            + mask_secrets(str(error), url).strip()
+        )
 
 
 def is_permanent(error: psycopg2.OperationalError) -> bool:
@@ -98,7 +113,10 @@ def connect(
     Keyword settings take precedence over those in the URL.
     """
     options: dict[str, object] = {"application_name": application_name}
-    root_cert = ssl_root_cert(url)
+    try:
+        root_cert = ssl_root_cert(url)
+    except psycopg2.ProgrammingError as exc:  # "invalid dsn": a URL libpq cannot parse
+        raise DatabaseUrlError(url, exc) from None
     if root_cert:
         options["sslrootcert"] = root_cert
     deadline = time.monotonic() + budget
@@ -111,6 +129,8 @@ def connect(
         )
         try:
             return psycopg2.connect(url, connection_factory=Connection, **options)
+        except psycopg2.ProgrammingError as exc:
+            raise DatabaseUrlError(url, exc) from None
         except psycopg2.OperationalError as exc:
             attempt += 1
             delay = random.uniform(0, min(1.0, 0.1 * 2**attempt))  # noqa: S311 - jitter only
@@ -279,8 +299,16 @@ def get_db() -> psycopg2.extensions.connection:
                 return conn
         try:
             conn = connect(url, config["DB_CONNECT_TIMEOUT"], budget=config["DB_CONNECT_BUDGET"])
+        except DatabaseUrlError as exc:
+            log.error("DATABASE_URL is not usable: %s", exc)
+            raise ServiceUnavailable(
+                "The service is not configured: its database URL is malformed."
+            ) from None
         except psycopg2.OperationalError as exc:
-            log.warning("cannot connect to the database: %s", type(exc).__name__)
+            if is_permanent(exc):
+                log.error("cannot connect to the database: %s", mask_secrets(str(exc), url).strip())
+            else:
+                log.warning("cannot connect to the database: %s", type(exc).__name__)
             raise ServiceUnavailable("The database is unavailable; retry shortly.") from None
         g.db, g.db_state = conn, "opened"
         conn.autocommit = True  # transactions are explicit: BEGIN rides with the first query

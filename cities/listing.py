@@ -28,6 +28,15 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 CURSOR_VERSION = 1
 _MAX_CURSOR_LENGTH = 1024
+# What encode_cursor writes: base64url of the JSON payload, a dot, base64url of its 12-byte
+# checksum (16 characters). Published as the parameter's pattern, so a schema-driven client or
+# fuzzer generates plausible cursors; an empty cursor is refused like any other empty parameter.
+_SIGNATURE_CHARS = 16
+CURSOR_PATTERN = (
+    f"[A-Za-z0-9_-]{{1,{_MAX_CURSOR_LENGTH - 1 - _SIGNATURE_CHARS}}}"
+    f"\\.[A-Za-z0-9_-]{{{_SIGNATURE_CHARS}}}"
+)
+_CURSOR = re.compile(CURSOR_PATTERN)
 _DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
 _NO_FILTERS: dict[str, Any] = {}
 
@@ -117,7 +126,7 @@ def decode_cursor(resource: Resource, cursor: str, query: ListQuery) -> tuple[An
     invalid = ValidationFailed(
         details=[detail("cursor", "is not a valid cursor for this query", "query")]
     )
-    if len(cursor) > _MAX_CURSOR_LENGTH or cursor.count(".") != 1:
+    if not _CURSOR.fullmatch(cursor):
         raise invalid
     body, signature = cursor.split(".")
     try:
@@ -147,7 +156,8 @@ def parse_list_query(resource: Resource, args: MultiDict[str, str]) -> ListQuery
 
     limit = args.get("limit")
     if limit is not None:
-        if limit.isascii() and limit.isdigit() and 1 <= int(limit) <= MAX_LIMIT:
+        # Digits first: int() refuses strings of more than 4300 digits with an exception.
+        if _DIGITS.fullmatch(limit) and 1 <= int(limit) <= MAX_LIMIT:
             values["limit"] = int(limit)
         else:
             problems.append(

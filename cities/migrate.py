@@ -120,6 +120,7 @@ def _apply_pending(conn: Any, migrations: list[Migration]) -> dict[str, Any]:
         if migration.version in applied:
             continue
         log.info("applying migration %s", migration.name)
+        del conn.notices[:]  # from here on, what this migration reports
         with conn.cursor() as cur:
             cur.execute("BEGIN")
             try:
@@ -132,6 +133,9 @@ def _apply_pending(conn: Any, migrations: list[Migration]) -> dict[str, Any]:
                 cur.execute("ROLLBACK")
                 raise MigrationError(f"{migration.name} failed and was rolled back: {exc}") from exc
             cur.execute("COMMIT")
+        for notice in conn.notices:  # what a migration reports (RAISE NOTICE/WARNING)
+            log.warning("%s: %s", migration.name, notice.strip())
+        del conn.notices[:]
         newly_applied.append(migration)
     return {
         "applied": [m.name for m in newly_applied],

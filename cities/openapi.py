@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .idempotency import KEY_PATTERN, TTL
-from .listing import DEFAULT_LIMIT, MAX_LIMIT
+from .listing import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
 from .resource import ID, TIMESTAMPS, Resource
 
 
@@ -227,8 +227,10 @@ def _paths(resource: Resource) -> dict[str, dict]:
         {
             "name": "cursor",
             "in": "query",
-            "description": "Opaque; copy it from the previous page's `Link: rel=\"next\"` URL.",
-            "schema": {"type": "string"},
+            "description": "Opaque; copy it from the previous page's `Link: rel=\"next\"` URL. "
+            "Valid only with the sort and filters it was issued for (else 422).",
+            "schema": {"type": "string", "minLength": 18, "maxLength": 1024,
+                       "pattern": f"^{CURSOR_PATTERN}$"},
         },
     ]
     return {

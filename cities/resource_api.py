@@ -19,10 +19,11 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from psycopg2 import errors as pgerrors
 
 from . import idempotency, store
-from .auth import WRITE_METHODS, require_key
+from .auth import WRITE_METHODS, check_write
 from .conditional import etag, if_match_holds, if_none_match_holds, write_condition
 from .db import commit, get_db
 from .errors import Conflict, NotFound, PreconditionFailed, PreconditionRequired
+from .gateway import absolute_urls
 from .listing import cursor_after, parse_list_query, parse_positive_id
 from .resource import Resource
 from .validation import body_fields, detail, read_json_body
@@ -30,7 +31,7 @@ from .validation import body_fields, detail, read_json_body
 
 def check_api_key() -> None:
     if request.method in WRITE_METHODS:  # reads are public: no header or setting to look up
-        require_key(request.headers.get("Authorization"), current_app.config["API_KEYS"])
+        check_write(request.headers.get("Authorization"), current_app.config)
 
 
 def conflict(resource: Resource, error: pgerrors.UniqueViolation) -> Conflict:
@@ -117,7 +118,9 @@ def blueprint(resource: Resource) -> Blueprint:
         if len(rows) > query.limit:
             params = {k: v for k, v in request.args.items() if k != "cursor"}
             params["cursor"] = cursor_after(resource, query, page[-1])
-            next_url = url_for(f"{resource.plural}.list", _external=True) + "?" + urlencode(params)
+            external = absolute_urls(request.environ)  # relative when the Host is not trusted
+            next_url = url_for(f"{resource.plural}.list", _external=external)
+            next_url += "?" + urlencode(params)
             response.headers["Link"] = f'<{next_url}>; rel="next"'
         return response
 
@@ -126,7 +129,8 @@ def blueprint(resource: Resource) -> Blueprint:
         fields = body_fields(resource, read_json_body(request), partial=False)
         row, replayed = write(create_or_replay, fields, key)
         headers = {
-            "Location": url_for(f"{resource.plural}.get", **{var: row["id"]}, _external=True),
+            "Location": url_for(f"{resource.plural}.get", **{var: row["id"]},
+                                _external=absolute_urls(request.environ)),
             "ETag": etag(row),  # a replay's is the first response's: the version created then
         }
         if replayed:

@@ -10,13 +10,16 @@ so no secret sits in the function's configuration or the CloudFormation template
   container crash-looping with nothing but a stack trace, whereas a request can be answered with
   a JSON 503 while the log names the missing parameter.
 - Values are kept for the container's life (one `GetParameters` call per cold start). A failed
-  read is not cached, so fixing the parameter heals warm containers on their next request.
+  read is remembered for `FAILURE_BACKOFF` seconds only: during a scale-out burst a container
+  answers 503 from that memory instead of calling SSM for every request (its API allows about
+  40 calls per second per account), and fixing the parameter still heals warm containers soon.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
@@ -24,8 +27,13 @@ from flask import Flask, current_app
 
 from . import config
 from .errors import ServiceUnavailable
+from .request_log import remember_secrets
 
 log = logging.getLogger("cities")
+
+class SsmConfigError(RuntimeError):
+    """A named parameter could not be read; the message names it (never its value)."""
+
 
 # Client timeouts: an in-region GetParameters takes tens of milliseconds; at worst two attempts
 # (~6 s) plus the database's connect budget and a statement still fit in the API function's
@@ -33,19 +41,21 @@ log = logging.getLogger("cities")
 CONNECT_TIMEOUT = 1
 READ_TIMEOUT = 2
 MAX_ATTEMPTS = 2
+FAILURE_BACKOFF = 5.0  # seconds a failed read is answered from memory before SSM is asked again
 
 _cache: dict[str, str] = {}  # parameter name -> decrypted value, for this container's life
+# The names a read failed for -> (when, its error): repeated at once, without a call, until
+# FAILURE_BACKOFF has passed.
+_failures: dict[tuple[str, ...], tuple[float, SsmConfigError]] = {}
 _lock = threading.Lock()
-
-
-class SsmConfigError(RuntimeError):
-    """A named parameter could not be read; the message names it (never its value)."""
+_now = time.monotonic
 
 
 def clear_cache() -> None:
     """Forget fetched values (tests; a new container starts with an empty cache anyway)."""
     with _lock:
         _cache.clear()
+        _failures.clear()
 
 
 def _client() -> Any:
@@ -65,26 +75,40 @@ def _client() -> Any:
 def fetch(names: list[str]) -> dict[str, str]:
     """Decrypted values of `names`, from the cache or one `GetParameters` call for the rest."""
     with _lock:
-        missing = sorted({name for name in names if name not in _cache})
+        missing = tuple(sorted({name for name in names if name not in _cache}))
         if missing:
+            failed = _failures.get(missing)
+            if failed is not None and _now() - failed[0] < FAILURE_BACKOFF:
+                raise failed[1]
             try:
-                reply = _client().get_parameters(Names=missing, WithDecryption=True)
-            except ImportError as exc:
-                raise SsmConfigError(
-                    f"boto3 is needed to read SSM parameters {missing} but is not installed"
-                ) from exc
-            except Exception as exc:  # botocore's errors: credentials, network, access denied
-                raise SsmConfigError(
-                    f"cannot read SSM parameters {missing}: {type(exc).__name__}: {exc}"
-                ) from exc
-            if reply.get("InvalidParameters"):
-                raise SsmConfigError(
-                    f"SSM parameters not found: {sorted(reply['InvalidParameters'])} "
-                    "(create them as SecureString, see docs/deploy.md)"
-                )
-            for parameter in reply["Parameters"]:
-                _cache[parameter["Name"]] = parameter["Value"]
+                _read(missing)
+            except SsmConfigError as exc:
+                _failures[missing] = (_now(), exc)
+                raise
+            _failures.pop(missing, None)
         return {name: _cache[name] for name in names}
+
+
+def _read(missing: tuple[str, ...]) -> None:
+    """One `GetParameters` call for `missing`; the values go to the cache (lock held)."""
+    names = list(missing)
+    try:
+        reply = _client().get_parameters(Names=names, WithDecryption=True)
+    except ImportError as exc:
+        raise SsmConfigError(
+            f"boto3 is needed to read SSM parameters {names} but is not installed"
+        ) from exc
+    except Exception as exc:  # botocore's errors: credentials, network, access denied
+        raise SsmConfigError(
+            f"cannot read SSM parameters {names}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if reply.get("InvalidParameters"):
+        raise SsmConfigError(
+            f"SSM parameters not found: {sorted(reply['InvalidParameters'])} "
+            "(create them as SecureString, see docs/deploy.md)"
+        )
+    for parameter in reply["Parameters"]:
+        _cache[parameter["Name"]] = parameter["Value"]
 
 
 def load(settings: MutableMapping[str, Any]) -> None:
@@ -98,9 +122,15 @@ def load(settings: MutableMapping[str, Any]) -> None:
     values = fetch(list(wanted.values()))
     for setting, name in wanted.items():
         value = values[name]
-        settings[setting] = config.parse_api_keys(value) if setting == "API_KEYS" else value
+        if setting == "API_KEYS":
+            settings.update(config.api_key_settings(value, f"API_KEYS_SSM_PARAMETER ({name})"))
+            remember_secrets(*settings["API_KEYS"])
+        else:
+            settings[setting] = value
+            remember_secrets(value)
     settings["SSM_LOADED"] = True
-    log.info("configuration read from SSM: %s", ", ".join(sorted(wanted)))
+    described = f"; {config.describe_api_keys(settings)}" if "API_KEYS" in wanted else ""
+    log.info("configuration read from SSM: %s%s", ", ".join(sorted(wanted)), described)
 
 
 def _before_request() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections import Counter
 from typing import Any
 
@@ -19,24 +20,68 @@ MAX_TEXT_LENGTH = 100
 # C0 and C1 control characters (NUL included) and lone surrogates, which no text column can
 # store and which json.loads lets through from "\\ud800" escapes.
 FORBIDDEN_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+# The text rule for names and states (`clean_text`), as character classes in the regex syntax
+# that Python and ECMA-262 (JSON Schema's dialect) read alike: explicit code points, no `\s`
+# (ECMA's includes U+FEFF, Python's does not), so the published pattern is the same rule.
+# Astral code points are written as themselves (a `u`-mode ECMA regex, as JSON Schema wants).
+# Lone surrogates (not Unicode text: no column can store them) are refused before the rule
+# applies, and left out of the pattern: the Rust and Go regex engines behind many validators
+# cannot even express them.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROLS = "\\u0000-\\u001f\\u007f-\\u009f"
+_LINE_SEPARATORS = "\\u2028\\u2029"
+# Bidirectional embeddings, overrides and isolates: "\u202egnirpS" displays as "Springs".
+_BIDI_CONTROLS = "\\u202a-\\u202e\\u2066-\\u2069"
+# Zero-width non-joiner and joiner: real names need them inside (Persian, Indic scripts).
+_JOINERS = "\\u200c\\u200d"
+# Every other invisible format character (Unicode category Cf, as of Unicode 15.1; written out
+# so the rule does not depend on the Unicode version of Python or of a client).
+_FORMAT = (
+    "\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890\\u0891\\u08e2\\u180e\\u200b\\u200e\\u200f"
+    "\\u2060-\\u2064\\u206a-\\u206f\\ufeff\\ufff9-\\ufffb"
+    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0001\U000e0020-\U000e007f"
+)
+# Space separators (Unicode Zs), and the control characters Python counts as whitespace.
+_SPACES = " \\u00a0\\u1680\\u2000-\\u200a\\u202f\\u205f\\u3000"
+_CONTROL_SPACES = "\\t\\n\\u000b\\u000c\\r\\u001c-\\u001f\\u0085"
+# Trimmed from both ends: whitespace and invisible format characters (joiners included).
+_TRIMMED = _SPACES + _CONTROL_SPACES + _FORMAT + _JOINERS
+# Refused anywhere after trimming; bidi controls and line separators even at the ends.
+_REFUSED = _CONTROLS + _LINE_SEPARATORS + _BIDI_CONTROLS + _FORMAT
+_VISIBLE = f"[^{_REFUSED}{_SPACES}{_JOINERS}]"
+# The rule as one pattern, for the OpenAPI document: optional trimmed characters, then text that
+# starts and ends with a visible character and holds no refused one, then trimmed characters.
+TEXT_PATTERN = f"^[{_TRIMMED}]*{_VISIBLE}(?:[^{_REFUSED}]*{_VISIBLE})?[{_TRIMMED}]*$"
+_TRIM = re.compile(f"^[{_TRIMMED}]+|[{_TRIMMED}]+\\Z")
+_REFUSED_CHARACTER = re.compile(f"[{_REFUSED}]")
+# A search term (`q`): no control characters, bidi controls or line separators; it is matched
+# as a substring, so it is neither trimmed nor required to start with a visible character.
+# `(?![\s\S])` is the end in both dialects (a Python `$` also matches before a final newline).
+_SEARCH_REFUSED = _CONTROLS + _LINE_SEPARATORS + _BIDI_CONTROLS
+SEARCH_PATTERN = f"^[^{_SEARCH_REFUSED}]+$(?![\\s\\S])"
+_SEARCH_REFUSED_CHARACTER = re.compile(f"[{_SEARCH_REFUSED}]")
 ACCEPTED_CHARSETS = {"utf-8", "utf8"}
 BIGINT_MAX = 2**63 - 1
 
 # The OpenAPI schemas of the rules below, beside them so that a rule and its published shape
-# change together. clean_text accepts up to 100 characters, no C0/C1 control characters, and
-# something besides whitespace (it trims); what the API returns is already trimmed.
-_NO_CONTROLS = "[^\\u0000-\\u001f\\u007f-\\u009f]"
+# change together. What the API returns is the stored form, which matches them too.
 TEXT_SCHEMA = {
     "type": "string",
     "minLength": 1,
     "maxLength": MAX_TEXT_LENGTH,
-    "pattern": f"^{_NO_CONTROLS}*[^\\s\\u0000-\\u001f\\u007f-\\u009f]{_NO_CONTROLS}*$",
+    "pattern": TEXT_PATTERN,
+    "description": "Stored in Unicode NFKC, with whitespace and invisible format characters "
+    "trimmed from both ends. Refused: control, bidirectional and invisible format characters "
+    "inside (ZWNJ and ZWJ are kept), line separators, and text that normalization makes longer "
+    "than 100 characters.",
 }
 SEARCH_SCHEMA = {
     "type": "string",
     "minLength": 1,
     "maxLength": MAX_TEXT_LENGTH,
-    "pattern": f"^{_NO_CONTROLS}+$",
+    "pattern": SEARCH_PATTERN,
 }
 COUNT_SCHEMA = {"type": "integer", "minimum": 0, "maximum": BIGINT_MAX}
 
@@ -89,28 +134,39 @@ def read_json_body(request: Request) -> Any:
 
 
 def clean_text(value: Any) -> tuple[str | None, str | None]:
-    """(trimmed value, None) when acceptable, else (None, reason)."""
+    """(stored form, None) when acceptable, else (None, reason). The rule is `TEXT_PATTERN`.
+
+    The stored form is NFKC (so also NFC): look-alikes such as decomposed accents or full-width
+    letters (U+FF3A for "Z") become one spelling, so uniqueness and `q` see them as the same name.
+    Whitespace and invisible format characters are trimmed from the ends; inside, only spaces
+    and the joiners ZWNJ/ZWJ among invisible characters are kept, anything else is refused.
+    """
     if not isinstance(value, str):
         return None, "must be a string"
-    value = value.strip()
-    if not value:
-        return None, "must not be empty"
     if len(value) > MAX_TEXT_LENGTH:
         return None, f"must be at most {MAX_TEXT_LENGTH} characters"
-    if FORBIDDEN_CHARACTERS.search(value):
-        return None, "must not contain control characters"
-    return value, None
+    if _LONE_SURROGATE.search(value):
+        return None, "must be valid Unicode (it holds a lone surrogate)"
+    text = _TRIM.sub("", unicodedata.normalize("NFKC", value))
+    if not text:
+        return None, "must not be empty"
+    if _REFUSED_CHARACTER.search(text):
+        return None, ("must not contain control, bidirectional or invisible format characters "
+                      "or line separators")
+    if len(text) > MAX_TEXT_LENGTH:  # NFKC may lengthen text ("㎞" is "km")
+        return None, f"must be at most {MAX_TEXT_LENGTH} characters once normalized"
+    return text, None
 
 
-def search_term(value: str) -> tuple[str | None, str | None]:
-    """A search term as given (spaces kept: they are part of the substring), or a reason."""
+def clean_search(value: str) -> tuple[str | None, str | None]:
+    """(search term as stored text is written, None), else (None, reason): `SEARCH_PATTERN`."""
     if value == "":
         return None, "must not be empty"
     if len(value) > MAX_TEXT_LENGTH:
         return None, f"must be at most {MAX_TEXT_LENGTH} characters"
-    if FORBIDDEN_CHARACTERS.search(value):
-        return None, "must not contain control characters"
-    return value, None
+    if _SEARCH_REFUSED_CHARACTER.search(value) or _LONE_SURROGATE.search(value):
+        return None, "must not contain control or bidirectional characters or line separators"
+    return unicodedata.normalize("NFKC", value), None
 
 
 def count(value: Any) -> tuple[int | None, str | None]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ from tests.lambda_events import Client
 for _name in (
     "API_KEYS", "MIGRATIONS_DATABASE_URL", "API_GATEWAY_BASE_PATH", "STRIP_STAGE_PATH",
     "DATABASE_URL_SSM_PARAMETER", "MIGRATIONS_DATABASE_URL_SSM_PARAMETER",
-    "API_KEYS_SSM_PARAMETER",
+    "API_KEYS_SSM_PARAMETER", "PUBLIC_HOSTS",
 ):
     os.environ[_name] = ""
 os.environ["DB_CONNECT_TIMEOUT"] = "3"
@@ -229,3 +230,17 @@ def client_for(database_url: str, sql: Any):
         return Client(lambda event, context: serverless_wsgi.handle_request(app, event, context))
 
     return build
+
+
+def served_operations(app: Any) -> set[tuple[str, str]]:
+    """(path, method) of every API operation the app serves, paths as OpenAPI writes them.
+
+    HEAD and OPTIONS are Flask's own; `/docs`, its assets and the index at `/` are pages for
+    people, which the OpenAPI document leaves out (as FastAPI does).
+    """
+    return {
+        (re.sub(r"<(\w+:)?\w+>", "{id}", rule.rule), method)
+        for rule in app.url_map.iter_rules()
+        if not rule.endpoint.startswith("docs.")
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from cities.auth import key_matches
@@ -80,3 +82,47 @@ def test_key_matching():
     assert not key_matches("", ("a",))
     assert not key_matches("a", ())
     assert not key_matches("é", ("e",))
+
+
+@pytest.mark.parametrize("raw", [",", " , ", "\n", " ", ",,\n,"])
+def test_a_key_setting_with_no_key_refuses_writes(client_for, sql, caplog, raw):
+    """Configured but empty is a mistake: writes fail closed (503), the log names the setting."""
+    from cities import config
+
+    client = client_for(**config.api_key_settings(raw, "API_KEYS"))
+    with caplog.at_level(logging.ERROR, logger="cities"):
+        reply = client.post("/cities", {"name": "Nice", "state": "PACA"})
+    assert reply.status == 503 and reply.error_code == "service_unavailable"
+    assert any("API_KEYS" in r.getMessage() for r in caplog.records), caplog.text
+    assert sql("SELECT count(*) FROM city") == [(0,)]
+    assert client.get("/cities").status == 200  # reads stay public
+
+
+def test_the_start_log_counts_keys_and_never_shows_them(monkeypatch, caplog):
+    from cities import create_app
+
+    monkeypatch.setenv("API_KEYS", "first-secret-key, second-secret-key")
+    with caplog.at_level(logging.INFO, logger="cities"):
+        create_app()
+    assert "API keys: 2 active" in caplog.text
+    assert "secret-key" not in caplog.text
+    monkeypatch.setenv("API_KEYS", " , ")
+    with caplog.at_level(logging.INFO, logger="cities"):
+        create_app()
+    assert "API_KEYS holds no key, writes are refused" in caplog.text
+
+
+@pytest.mark.parametrize("value", ["Bearer \ud800", "Bearer \udcff", "\ud800", "Bearer a\udfff"])
+def test_a_lone_surrogate_in_authorization_is_401(client, locked, sql, value):
+    reply = client.post("/cities", {"name": "Nice", "state": "PACA"},
+                        headers={"authorization": value})
+    assert reply.status == 401 and reply.error_code == "unauthorized"
+    assert sql("SELECT count(*) FROM city") == [(0,)]
+
+
+@pytest.mark.parametrize("header", ["idempotency-key", "content-type", "content-encoding", "host",
+                                    "x-forwarded-proto", "x-forwarded-port"])
+def test_a_lone_surrogate_in_any_header_the_api_reads_is_never_a_500(client, sql, header):
+    reply = client.post("/cities", {"name": "Nice", "state": "PACA"},
+                        headers={header: "x\ud800"})
+    assert reply.status < 500, reply

@@ -117,6 +117,72 @@ def test_http_api_routes_everything_to_api_and_nothing_to_migrate(templates: dic
     assert stage["Properties"]["StageName"] == "$default"
 
 
+def package_stage(stage: str, out: Path, *params: str) -> dict:
+    """The update template `osls package` generates for `stage`, written to `out`."""
+    subprocess.run(
+        ["npx", "--no-install", "osls", "package", "--stage", stage, "--package", str(out),
+         *(f"--param={p}" for p in params)],
+        cwd=ROOT, env={**_offline_env(), "SLS_TELEMETRY_DISABLED": "1",
+                       "SLS_NOTIFICATIONS_MODE": "off"},
+        check=True, capture_output=True, timeout=180,
+    )
+    return json.loads((out / "cloudformation-template-update-stack.json").read_text())
+
+
+def _lower(names: list[str]) -> set[str]:
+    return {name.lower() for name in names}
+
+
+def test_cors_allows_every_header_the_api_reads_and_exposes_every_one_it_sends(
+    templates: dict,
+) -> None:
+    """Checked against the OpenAPI document, so a new header cannot be forgotten here."""
+    from cities.city import CITY
+    from cities.openapi import document
+
+    (api,) = resources(templates["update"], "AWS::ApiGatewayV2::Api").values()
+    cors = api["Properties"]["CorsConfiguration"]
+    operations = [op for path in document([CITY])["paths"].values() for op in path.values()]
+    read = {p["name"] for op in operations for p in op.get("parameters", []) if p["in"] == "header"}
+    sent = {name for op in operations for response in op["responses"].values()
+            for name in response.get("headers", {})}
+    assert {"idempotency-key"} <= _lower(read) and {"idempotent-replayed", "link"} <= _lower(sent)
+    assert _lower(read) | {"authorization", "content-type"} <= _lower(cors["AllowHeaders"])
+    assert _lower(sent) <= _lower(cors["ExposeHeaders"])
+
+
+def test_cors_origins_are_explicit_per_stage(lambda_zip: Path, tmp_path: Path) -> None:
+    """dev and local allow any origin, prod its listed sites, any other stage none."""
+    for stage, origins in (("staging", []), ("prod", ["https://example.com"])):
+        template = package_stage(stage, tmp_path / stage)
+        (api,) = resources(template, "AWS::ApiGatewayV2::Api").values()
+        assert api["Properties"]["CorsConfiguration"]["AllowOrigins"] == origins, stage
+        # prod keeps access logs on (its params), every other stage off unless asked for.
+        stages = resources(template, "AWS::ApiGatewayV2::Stage").values()
+        assert [("AccessLogSettings" in s["Properties"]) for s in stages] == [stage == "prod"]
+
+
+def test_access_logs_are_a_per_stage_option(templates: dict, tmp_path: Path) -> None:
+    (stage,) = resources(templates["update"], "AWS::ApiGatewayV2::Stage").values()
+    assert "AccessLogSettings" not in stage["Properties"]  # off by default (dev)
+    assert resources(templates["update"], "AWS::Logs::LogGroup").keys() == {
+        "ApiLogGroup", "MigrateLogGroup"}
+
+    template = package_stage(STAGE, tmp_path, "accessLogs=on")
+    (stage,) = resources(template, "AWS::ApiGatewayV2::Stage").values()
+    settings = stage["Properties"]["AccessLogSettings"]
+    (name, group), = [(k, v) for k, v in resources(template, "AWS::Logs::LogGroup").items()
+                      if k not in ("ApiLogGroup", "MigrateLogGroup")]
+    assert settings["DestinationArn"] == {"Fn::GetAtt": [name, "Arn"]}
+    assert group["Properties"]["LogGroupName"] == f"/aws/http-api/{SERVICE}-{STAGE}"
+    assert group["Properties"]["RetentionInDays"] == 14
+    line = json.loads(settings["Format"])  # one JSON object per request
+    assert {line["requestId"], line["ip"], line["status"], line["responseLatency"],
+            line["routeKey"], line["path"]} == {
+        "$context.requestId", "$context.identity.sourceIp", "$context.status",
+        "$context.responseLatency", "$context.routeKey", "$context.path"}
+
+
 def test_template_publishes_no_function_versions(templates: dict) -> None:
     assert resources(templates["update"], "AWS::Lambda::Version") == {}
 

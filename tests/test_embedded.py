@@ -20,7 +20,8 @@ import psycopg2
 import pytest
 from psycopg2.extras import LoggingConnection
 
-from cities import city_store, embedded
+from cities import embedded, store
+from cities.city import CITY
 from cities.listing import ListQuery
 from tests.test_city_store import Captured
 from tests.test_main import REPO, cli_env, free_port
@@ -43,7 +44,7 @@ def test_a_local_q_search_uses_the_trigram_index_as_in_production(trgm_url):
                         "FROM generate_series(1, 5000) AS n")
             cur.execute("INSERT INTO city (name, state) VALUES ('Quixotic Falls', 'S')")
             cur.execute("VACUUM ANALYZE city")
-        rows = city_store.list_cities(conn, ListQuery(q="xotic"), 101)
+        rows = store.list_page(conn, CITY, ListQuery(filters={"q": "xotic"}), 101)
         with conn.cursor() as cur:
             cur.execute("EXPLAIN " + captured[-1])
             plan = "\n".join(row[0] for row in cur.fetchall())

@@ -26,7 +26,8 @@ FRONT_DOORS = {
     "http-api": (http_api_event, f"https://{HTTP_API_HOST}"),
     "rest-api-dev-stage": (rest_api_event, f"https://{REST_API_HOST}/dev"),
     "function-url": (function_url_event, f"https://{FUNCTION_URL_HOST}"),
-    "alb": (alb_event, f"https://{ALB_HOST}"),
+    # An ALB forwards whatever Host the client sent: without PUBLIC_HOSTS, URLs are relative.
+    "alb": (alb_event, ""),
 }
 
 
@@ -125,6 +126,70 @@ def test_rest_api_multi_value_query_parameters_reach_the_app(handler_module, sql
     reply = client.get("/cities?limit=1&limit=2")
     assert reply.status == 422
     assert reply.detail_fields == ["limit"]
+
+
+# --- the Host header never writes a URL -----------------------------------------------------
+
+EVIL = "evil.example"
+
+
+def created_urls(client: Client, sql, name: str = "Oslo", **kwargs) -> tuple[str, str]:
+    """(Location of a new city, Link to a list's next page) as this client sees them."""
+    sql("INSERT INTO city (name, state) VALUES ('A', 'S'), ('B', 'S') ON CONFLICT DO NOTHING")
+    location = client.post("/cities", {"name": name, "state": "Oslo"}, **kwargs).header(
+        "Location")
+    link = client.get("/cities", query={"limit": "1"}, **kwargs).header("Link")
+    return location, link
+
+
+@pytest.mark.parametrize("make_event", [http_api_event, rest_api_event, function_url_event])
+def test_on_api_gateway_urls_name_the_domain_the_gateway_reports(handler_module, sql, make_event):
+    client = Client(handler_module.api, make_event)
+    location, link = created_urls(client, sql, headers={"host": EVIL})
+    for url in (location, link):
+        assert EVIL not in url
+    domain = make_event("GET", "/")["requestContext"]["domainName"]
+    assert urlsplit(location).hostname == domain
+
+
+def test_behind_an_alb_an_untrusted_host_gives_relative_urls(handler_module, sql):
+    location, link = created_urls(Client(handler_module.api, alb_event), sql,
+                                  headers={"host": EVIL})
+    assert location.startswith("/cities/") and link.startswith("</cities?")
+
+
+def test_behind_an_alb_public_hosts_lists_the_trusted_names(handler_module, sql, monkeypatch):
+    monkeypatch.setitem(handler_module.app.config, "PUBLIC_HOSTS", (ALB_HOST, "api.example.org"))
+    client = Client(handler_module.api, alb_event)
+    location, link = created_urls(client, sql, headers={"host": "API.example.org"})
+    assert location.startswith("https://api.example.org/cities/")
+    assert link.startswith("<https://api.example.org/cities?")
+    assert created_urls(client, sql, "Bergen", headers={"host": EVIL})[0].startswith("/cities/")
+
+
+@pytest.mark.parametrize(("host", "absolute"), [
+    (EVIL, False), (f"{EVIL}:5000", False), ("localhost:5000", True), ("127.0.0.1:8000", True),
+    ("[::1]:5000", True), ("localhost.evil.example", False), ("127.0.0.1@evil.example", False),
+    ("127.0.0.1:5000/evil", False), ("", False),
+])
+def test_the_local_server_trusts_only_names_of_this_machine(app, sql, host, absolute):
+    """`python -m cities serve`: plain WSGI, no Lambda event."""
+    reply = app.test_client().post("/cities", json={"name": "Oslo", "state": "Oslo"},
+                                   headers={"Host": host})
+    assert reply.status_code == 201
+    location = reply.headers["Location"]
+    if absolute:
+        assert location == f"http://{host}/cities/{reply.json['id']}"
+    else:
+        assert location == f"/cities/{reply.json['id']}"
+
+
+def test_the_offline_emulators_placeholder_domain_is_not_a_host(handler_module, sql):
+    event = http_api_event("POST", "/cities", {"name": "Oslo", "state": "Oslo"},
+                           host="127.0.0.1:3000")
+    event["requestContext"]["domainName"] = "offlineContext_domainName"
+    reply = to_reply(handler_module.api(event, None))
+    assert reply.header("Location").startswith("https://127.0.0.1:3000/cities/")
 
 
 def test_warmup_events_are_ignored(handler_module):

@@ -49,3 +49,44 @@ def test_handler_serves_through_serverless_wsgi(client, handler_module):
     reply = client.get("/health")
     assert reply.status == 200
     assert handler_module.app.name == "cities"
+
+
+SECRET = "S3cretPw"
+# URLs as they get pasted: libpq repeats each (or pieces of its password) in its error.
+MALFORMED_URLS = {
+    "leading-space": f" postgresql://app:{SECRET}@127.0.0.1:9/cities",
+    "scheme-typo": f"postgresq://app:{SECRET}@127.0.0.1:9/cities",
+    "unencoded-at": f"postgresql://app:S3c@retPw{SECRET}@127.0.0.1:9/cities",
+    "unencoded-slash": f"postgresql://app:{SECRET}/x9@127.0.0.1:9/cities",
+    "no-scheme": f"app:{SECRET}@127.0.0.1:9/cities",
+}
+
+
+def test_a_failing_migrate_function_never_shows_the_password(handler_module, monkeypatch):
+    import pytest
+
+    from cities import config, create_app
+
+    for name, url in MALFORMED_URLS.items():
+        app = create_app(config.from_env({"MIGRATIONS_DATABASE_URL": url,
+                                          "DB_CONNECT_BUDGET": "0.1"}))
+        monkeypatch.setattr(handler_module, "app", app)
+        with pytest.raises(handler_module.MigrationFailed) as raised:
+            handler_module.migrate({}, None)
+        shown = "".join(__import__("traceback").format_exception(raised.value))
+        assert SECRET not in shown and "retPw" not in shown, (name, shown)
+        assert "Error: " in shown.splitlines()[-1], (name, shown)  # still says what failed
+
+
+def test_a_malformed_database_url_is_a_503_with_a_clear_log_line(client_for, caplog):
+    import logging
+
+    for name, url in MALFORMED_URLS.items():
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="cities"):
+            reply = client_for(DATABASE_URL=url, DB_CONNECT_BUDGET=0.1).get("/cities")
+        assert reply.status == 503 and reply.error_code == "service_unavailable", (name, reply)
+        assert "127.0.0.1" not in reply.text and SECRET not in reply.text
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert errors and all("database" in m.lower() for m in errors), (name, caplog.text)
+        assert SECRET not in caplog.text and "retPw" not in caplog.text, (name, caplog.text)

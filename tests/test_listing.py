@@ -335,3 +335,17 @@ def test_cursors_issued_by_earlier_versions_keep_working(client, sql, params, cu
     reply = client.get("/cities", query={**params, "limit": "3", "cursor": cursor})
     assert reply.status == 200, reply
     assert [c["id"] for c in reply.json] == ids
+
+
+@pytest.mark.parametrize("cursor", ["", ".", "a.", "." + "A" * 16, "a" * 1100 + "." + "A" * 16])
+def test_a_cursor_the_schema_refuses_is_422_like_any_other_bad_parameter(client, cursor):
+    """An empty cursor too: like an empty limit, state or q, not a silent first page."""
+    from jsonschema import Draft202012Validator
+
+    from cities.openapi import document
+
+    (schema,) = [p["schema"] for p in document([CITY])["paths"]["/cities"]["get"]["parameters"]
+                 if p["name"] == "cursor"]
+    assert not Draft202012Validator(schema).is_valid(cursor)
+    reply = client.get("/cities", query={"cursor": cursor})
+    assert reply.status == 422 and reply.detail_fields == ["cursor"]

@@ -120,3 +120,14 @@ def test_serve_on_a_busy_port_says_so_before_starting_anything(tmp_path):
     assert f"make run PORT={port + 1}" in result.stderr
     assert "serving" not in result.stdout and "database:" not in result.stdout
     assert not (tmp_path / ".data").exists()  # no embedded server was started
+
+
+def test_migrate_never_prints_the_password_of_a_malformed_url():
+    from tests.test_handler import MALFORMED_URLS, SECRET
+
+    for name, url in MALFORMED_URLS.items():
+        result = run_cli("migrate", env=cli_env(DATABASE_URL=url, DB_CONNECT_BUDGET="0.1"))
+        assert result.returncode == 1, (name, result.stderr)
+        assert "migration failed" in result.stderr, (name, result.stderr)
+        output = result.stdout + result.stderr
+        assert SECRET not in output and "retPw" not in output, (name, output)

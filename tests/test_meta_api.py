@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
-
 import jsonschema
 import psycopg2
 import pytest
 from openapi_spec_validator import validate
 
 from cities.migrate import latest_version, migrate
+from tests.conftest import served_operations
 
 
 def test_health_is_ok_after_a_database_round_trip(client):
@@ -45,12 +44,7 @@ def test_openapi_describes_every_route_and_method(spec, app):
     documented = {
         (path, method.upper()) for path, ops in spec["paths"].items() for method in ops
     }
-    served = set()
-    for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static" or rule.endpoint.startswith("docs."):
-            continue  # the docs page, its assets and the index of links serve people, as in FastAPI
-        path = re.sub(r"<(\w+:)?\w+>", "{id}", rule.rule)
-        served |= {(path, m) for m in rule.methods - {"HEAD", "OPTIONS"}}
+    served = served_operations(app)
     assert documented == served
 
 

@@ -165,3 +165,80 @@ def test_with_pg_trgm_q_searches_use_a_trigram_index_on_the_stored_lowered_name(
         conn.close()
     assert "Bitmap Index Scan on city_name_trgm" in plan
     assert statistics_target == 1000
+
+
+def test_0005_normalizes_existing_rows_as_the_api_would_and_reports_the_rest(
+    empty_database_url, migrations_dir, caplog
+):
+    """Rows written before the text rule: each becomes clean_text's stored form, unless that
+    is invalid or would duplicate another city, which are left as they are and named."""
+    import logging
+
+    from cities.validation import clean_text
+
+    for path in migrations_dir.glob("*.sql"):
+        if int(path.name[:4]) >= 5:
+            path.unlink()
+    migrate(empty_database_url, directory=migrations_dir)  # the schema before 0005
+    rows = [
+        ("Zu\u0308rich", "ZH"),  # 1: NFD -> NFC
+        ("\uff22\uff45\uff52\uff4e", "BE"),  # 2: full-width -> Bern
+        ("Gen\u00e8ve\u200b", "\ufeffGE"),  # 3: invisible characters at the ends
+        ("\u00a0Basel\u3000", "BS "),  # 4: other spaces at the ends
+        ("Z\u00fcrich", "zh"),  # 5: already normalized: 1 duplicates it once normalized
+        ("Zu\u0308rich\u200b", "ZH"),  # 6: and so does 6; both are kept and reported
+        ("\u200b", "X"),  # 7: empty once trimmed, kept
+        ("\u202egnirpS", "X"),  # 8: a bidi override, kept
+        ("Lausanne", "VD"),  # 9: nothing to do
+        ("\u0645\u06cc\u200c\u0634\u0648\u062f", "\u200dTehran"),  # 10: ZWNJ stays inside
+    ]
+    for name, state in rows:
+        run_sql(empty_database_url, "INSERT INTO city (name, state) VALUES (%s, %s)",
+                (name, state))
+    # 5 could be inserted beside 1: the unique index saw NFD and NFC as different names.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="cities"):
+        result = migrate(empty_database_url)
+    assert result["applied"][0] == "0005_normalize_text.sql"
+
+    stored = dict(((i, (n, s)) for i, n, s in run_sql(
+        empty_database_url, "SELECT id, name, state FROM city ORDER BY id")))
+    reported = {1, 6, 7, 8}
+    for city_id, (name, state) in enumerate(rows, start=1):
+        if city_id in reported:
+            assert stored[city_id] == (name, state), city_id
+            continue
+        want = (clean_text(name)[0], clean_text(state)[0])
+        assert stored[city_id] == want, city_id
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    for city_id in reported:
+        assert any(f"city {city_id}:" in m for m in warnings), (city_id, warnings)
+    assert not any(f"city {city_id}:" in m for m in warnings for city_id in (2, 3, 4, 9, 10))
+    assert all(m.startswith("0005_normalize_text.sql: WARNING:") for m in warnings), warnings
+
+
+def test_0005_trims_and_refuses_exactly_the_characters_the_api_does(empty_database_url):
+    """The migration's character classes against clean_text, character by character."""
+    import re
+    import unicodedata
+
+    from cities.validation import clean_text
+
+    migrate(empty_database_url)
+    sql = (MIGRATIONS_DIR / "0005_normalize_text.sql").read_text()
+    trimmed, refused = re.findall(r"CONSTANT text := '([^']*)';", sql)
+    characters = [chr(c) for c in range(1, 0x110000)
+                  if unicodedata.category(chr(c)) in ("Cc", "Cf", "Zs", "Zl", "Zp")]
+    samples = [v for c in characters for v in (f"a{c}", f"{c}a", f"a{c}b", c)]
+    rows = run_sql(
+        empty_database_url,
+        "SELECT regexp_replace(normalize(s, NFKC), %s, '', 'g'), "
+        "regexp_replace(normalize(s, NFKC), %s, '', 'g') ~ %s FROM unnest(%s) AS s",
+        (trimmed, trimmed, refused, samples),
+    )
+    for sample, (stored, is_refused) in zip(samples, rows, strict=True):
+        want, reason = clean_text(sample)
+        if reason:
+            assert stored == "" or is_refused, repr(sample)
+        else:
+            assert (stored, is_refused) == (want, False), repr(sample)

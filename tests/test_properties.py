@@ -4,26 +4,54 @@ never a 500, and what it stores is exactly what it acknowledged."""
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cities.city import CITY
 from cities.errors import ValidationFailed
-from cities.listing import ListQuery, decode_cursor, encode_cursor
+from cities.listing import CURSOR_PATTERN, ListQuery, decode_cursor, encode_cursor
 from cities.validation import FORBIDDEN_CHARACTERS
 
 PROPERTY_SETTINGS = settings(
     max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
 )
-any_text = st.text(st.characters(exclude_categories=()), max_size=120)  # surrogates too
+# Surrogates too; unassigned code points are left out, as their category depends on the
+# Unicode version of this Python (the server's rule lists Unicode 15.1's format characters).
+any_text = st.text(st.characters(exclude_categories=("Cn",)), max_size=120)
+BIDI_CONTROLS = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+JOINERS = {"\u200c", "\u200d"}
 
 
 def expected_stored(value: str) -> str | None:
-    trimmed = value.strip()
-    if not trimmed or len(trimmed) > 100 or FORBIDDEN_CHARACTERS.search(trimmed):
+    """The documented rule, from Unicode's categories: NFKC; whitespace and format characters
+    (but not bidi controls or line separators) trimmed; then no control, surrogate, separator
+    or format character but the joiners inside; 1 to 100 characters before and after."""
+    if len(value) > 100:
         return None
-    return trimmed
+    text = unicodedata.normalize("NFKC", value)
+
+    def trimmed(c: str) -> bool:
+        category = unicodedata.category(c)
+        return (c.isspace() and category not in ("Zl", "Zp")) or (
+            category == "Cf" and c not in BIDI_CONTROLS)
+
+    start, end = 0, len(text)
+    while start < end and trimmed(text[start]):
+        start += 1
+    while end > start and trimmed(text[end - 1]):
+        end -= 1
+    text = text[start:end]
+    refused = any(
+        unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp")
+        or (unicodedata.category(c) == "Cf" and c not in JOINERS)
+        for c in text
+    )
+    if not text or refused or len(text) > 100:
+        return None
+    return text
 
 
 @PROPERTY_SETTINGS
@@ -31,6 +59,12 @@ def expected_stored(value: str) -> str | None:
 @example(name="\x00", state="x").via("NUL")
 @example(name="\ud800", state="x").via("lone surrogate")
 @example(name=" " * 99 + "x", state="x" * 100).via("trimmed to fit")
+@example(name="Zu\u0308rich\u200b", state="\uff3a\uff28").via("NFD, zero-width space, full-width")
+@example(name="\ufeff", state="x").via("only a byte order mark")
+@example(name="\u202egnirpS", state="x").via("bidi override")
+@example(name="a\u2028b", state="x").via("line separator")
+@example(name="\u0646\u200c\u0627", state="x").via("ZWNJ inside")
+@example(name="\u3396" * 30, state="x").via("longer than 100 once normalized")
 def test_any_name_and_state_round_trip_or_get_422(client, sql, name, state):
     sql("TRUNCATE city RESTART IDENTITY")
     reply = client.post("/cities", json.dumps({"name": name, "state": state}))
@@ -70,6 +104,7 @@ def test_cursors_round_trip_and_any_single_edit_is_refused(sort, state, q, name,
     key = [name, city_id] if sort.lstrip("-") == "name" else [city_id]
     cursor = encode_cursor(CITY, query, key)
     assert decode_cursor(CITY, cursor, query) == tuple(key)
+    assert re.fullmatch(CURSOR_PATTERN, cursor)  # what the OpenAPI document promises
     for position in range(0, len(cursor), max(1, len(cursor) // 12)):
         replacement = "A" if cursor[position] != "A" else "B"
         edited = cursor[:position] + replacement + cursor[position + 1 :]
@@ -102,3 +137,36 @@ def test_q_lists_exactly_the_names_containing_the_term(client, sql, city_names, 
     assert sorted(c["name"] for c in reply.json) == sorted(
         name for name in stored if q.lower() in name.lower()
     )
+
+
+# Longer than Python's int() accepts (4300 digits): a 500 if any parameter reached int() as is.
+long_digits = st.integers(4250, 5000).flatmap(
+    lambda n: st.text("0123456789", min_size=n, max_size=n)
+) | st.just("9" * 4301)
+
+
+@PROPERTY_SETTINGS
+@given(digits=long_digits, parameter=st.sampled_from(["limit", "state", "q", "sort", "cursor"]))
+def test_a_very_long_number_in_any_query_parameter_is_never_a_500(client, digits, parameter):
+    reply = client.get("/cities", query={parameter: digits})
+    assert reply.status in (200, 422), reply
+    if reply.status == 422:
+        assert reply.detail_fields == [parameter]
+
+
+@PROPERTY_SETTINGS
+@given(digits=long_digits, method=st.sampled_from(["GET", "PUT", "PATCH", "DELETE"]))
+def test_a_very_long_number_as_an_id_is_404(client, digits, method):
+    body = {"name": "N", "state": "S"} if method in ("PUT", "PATCH") else None
+    assert client.request(method, f"/cities/{digits}", body).status == 404
+
+
+@PROPERTY_SETTINGS
+@given(digits=long_digits, header=st.sampled_from([
+    "authorization", "idempotency-key", "content-length", "x-forwarded-port", "host",
+    "x-forwarded-for", "content-type",
+]))
+def test_a_very_long_number_in_any_header_is_never_a_500(client, sql, digits, header):
+    reply = client.post("/cities", {"name": "Nice", "state": "PACA"}, headers={header: digits})
+    assert reply.status < 500, reply
+    assert client.get("/cities", headers={header: digits}).status < 500

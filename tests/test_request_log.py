@@ -41,8 +41,12 @@ def test_the_lambda_request_id_is_logged(handler_module, sql, caplog):
         aws_request_id = "8f5c7c58-5f7e-4b5b-9a5e-1f2e3d4c5b6a"
 
     caplog.set_level(logging.INFO, logger="cities")
-    handler_module.api(http_api_event("GET", "/cities"), Context())
-    assert request_lines(caplog)[-1]["request_id"] == Context.aws_request_id
+    event = http_api_event("GET", "/cities")
+    handler_module.api(event, Context())
+    line = request_lines(caplog)[-1]
+    assert line["request_id"] == Context.aws_request_id
+    # API Gateway's id, as in its access log ($context.requestId): the two lines join on it.
+    assert line["gateway_request_id"] == event["requestContext"]["requestId"]
 
 
 def test_a_failed_connection_is_logged_as_such(client_for, caplog):
@@ -87,10 +91,22 @@ def test_security_headers_on_every_response(client, method, path, body, status, 
         ("HOST=h PASSWORD=Hunter2", "HOST=h PASSWORD=***"),
         ("see user@example.com, Password: none", "see user@example.com, Password: none"),
         ("no secrets here", "no secrets here"),
+        ('after "postgresql://app:S3c@ret/Pw@db.example.com/x" in',
+         'after "postgresql://***@db.example.com/x" in'),
     ],
 )
 def test_mask_secrets(text, masked):
     assert mask_secrets(text) == masked
+
+
+def test_pieces_of_a_given_password_are_masked_wherever_libpq_quotes_them():
+    url = "postgresql://app:S3c@ret/Pw9@db.example.com/cities"
+    assert mask_secrets('could not translate host name "ret/Pw9@db.example.com"', url) == (
+        'could not translate host name "***/***@db.example.com"'
+    )
+    assert mask_secrets('invalid integer value "S3c" for port', url) == (
+        'invalid integer value "***" for port'
+    )
 
 
 def test_no_log_line_of_a_full_run_contains_a_secret(client_for, client, caplog):

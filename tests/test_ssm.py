@@ -60,6 +60,26 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     ssm.clear_cache()
 
 
+class Clock:
+    """ssm's monotonic clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(ssm, "_now", fake)
+    return fake
+
+
 def put_secure(name: str, value: str) -> None:
     boto3.client("ssm").put_parameter(Name=name, Value=value, Type="SecureString")
 
@@ -101,7 +121,7 @@ def test_secure_strings_are_decrypted_and_read_once_per_container(
 
 
 def test_missing_parameter_answers_503_and_logs_it_then_heals(
-    aws: list, database_url: str, sql: Any, caplog: pytest.LogCaptureFixture
+    aws: list, database_url: str, sql: Any, caplog: pytest.LogCaptureFixture, clock: Any
 ) -> None:
     put_secure(f"{PREFIX}/database-url", database_url)  # api-keys is missing
     env = {k: v for k, v in SSM_ENV.items() if not k.startswith("MIGRATIONS")}
@@ -120,10 +140,48 @@ def test_missing_parameter_answers_503_and_logs_it_then_heals(
     assert not any(database_url in r.getMessage() for r in caplog.records)
     assert sql("SELECT count(*) FROM city") == [(0,)]
 
-    put_secure(f"{PREFIX}/api-keys", "k")  # a fix heals the warm container: failures not cached
+    put_secure(f"{PREFIX}/api-keys", "k")  # a fix heals the warm container, after the backoff
+    assert client.get("/health").status == 503
+    clock.advance(ssm.FAILURE_BACKOFF)
     assert client.get("/health").status == 200
     assert client.post("/cities", {"name": "Reno", "state": "Nevada"},
                        headers={"Authorization": "Bearer k"}).status == 201
+
+
+def test_a_failed_read_is_not_retried_by_every_request_of_a_burst(
+    aws: list, database_url: str, sql: Any, clock: Clock
+) -> None:
+    """A scale-out burst against a missing parameter makes one SSM call per backoff period,
+    and every write of the burst is refused (no keys were read)."""
+    put_secure(f"{PREFIX}/database-url", database_url)  # api-keys is missing
+    client = client_for(app_from_env({k: v for k, v in SSM_ENV.items()
+                                      if not k.startswith("MIGRATIONS")}))
+    replies = [client.post("/cities", {"name": f"Reno {n}", "state": "NV"}) for n in range(20)]
+    assert {reply.status for reply in replies} == {503}
+    assert len(aws) == 1
+    clock.advance(ssm.FAILURE_BACKOFF - 0.1)
+    assert client.get("/cities").status == 503 and len(aws) == 1
+    clock.advance(0.2)  # the backoff is over: the next request asks SSM again
+    assert client.get("/cities").status == 503 and len(aws) == 2
+    assert sql("SELECT count(*) FROM city") == [(0,)]
+
+
+@pytest.mark.parametrize("value", [",", " , ", "\n"])
+def test_a_key_parameter_holding_no_key_refuses_writes(
+    aws: list, database_url: str, sql: Any, caplog: pytest.LogCaptureFixture, value: str
+) -> None:
+    put_secure(f"{PREFIX}/database-url", database_url)
+    put_secure(f"{PREFIX}/api-keys", value)
+    client = client_for(app_from_env({k: v for k, v in SSM_ENV.items()
+                                      if not k.startswith("MIGRATIONS")}))
+    with caplog.at_level(logging.INFO, logger="cities"):
+        write = client.post("/cities", {"name": "Reno", "state": "Nevada"})
+        read = client.get("/cities")
+    assert write.status == 503 and read.status == 200
+    assert "API keys: API_KEYS_SSM_PARAMETER (/cities/test/api-keys) holds no key" in caplog.text
+    assert any(r.levelno == logging.ERROR and f"{PREFIX}/api-keys" in r.getMessage()
+               for r in caplog.records)
+    assert sql("SELECT count(*) FROM city") == [(0,)]
 
 
 def test_unreadable_parameters_answer_503_not_500(
@@ -159,7 +217,8 @@ def test_migrate_function_fails_loudly_on_a_missing_parameter(
     """An exception fails the invocation, so `make deploy` fails with this message."""
     app = app_from_env({k: v for k, v in SSM_ENV.items() if k.startswith("MIGRATIONS")})
     monkeypatch.setattr(handler_module, "app", app)
-    with pytest.raises(ssm.SsmConfigError, match="migrations-database-url"):
+    with pytest.raises(handler_module.MigrationFailed,
+                       match=r"SsmConfigError: .*migrations-database-url"):
         handler_module.migrate({}, None)
 
 
