@@ -2,7 +2,7 @@
 
 Every check that needs no data (auth, media type, size, JSON, fields, id format) runs before the
 first query, so a refused request never opens a database connection. Writes commit explicitly
-before the response is built: teardown closes the connection, which discards anything uncommitted.
+before the response is built: teardown rolls back anything uncommitted and closes the connection.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from psycopg2 import errors as pgerrors
 
 from . import city_store, idempotency
 from .auth import WRITE_METHODS, require_key
-from .db import commit, get_db
+from .db import commit, get_db, transaction
 from .errors import Conflict, NotFound
 from .listing import parse_list_query, parse_positive_id
 from .validation import city_fields, detail, read_json_body
@@ -50,8 +50,8 @@ def _conflict() -> Conflict:
 
 
 def _write(operation, *args: Any) -> Any:
-    """Run one write and commit it; a duplicate (name, state) pair becomes 409."""
-    conn = get_db()
+    """Run one write in a transaction and commit it; a duplicate (name, state) pair becomes 409."""
+    conn = transaction()
     try:
         result = operation(conn, *args)
     except pgerrors.UniqueViolation:
