@@ -104,3 +104,11 @@ def test_serve_without_database_url_starts_the_embedded_postgres(tmp_path):
     assert "0001_create_city.sql" in output
     assert [status for status, _ in results] == [201, 200]
     assert (tmp_path / ".data" / "pgdata" / "PG_VERSION").is_file()
+
+
+def test_migrate_reports_an_unreachable_database_without_a_traceback():
+    url = "postgresql://nobody:pw@127.0.0.1:9/nowhere?connect_timeout=1"
+    result = run_cli("migrate", env=cli_env(DATABASE_URL=url, DB_CONNECT_BUDGET="0.5"))
+    assert result.returncode == 1
+    assert "migration failed: cannot connect to the database" in result.stderr
+    assert "Traceback" not in result.stderr
