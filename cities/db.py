@@ -52,6 +52,9 @@ PERMANENT_FAILURES = (
     "authentication failed",
     "does not exist",  # database or role
     "no pg_hba.conf entry",
+    "pg_hba.conf rejects connection",
+    "connection is insecure",  # Neon's proxy, to a client without TLS
+    "channel binding",  # channel_binding=require and no TLS, or a login without SCRAM
     "could not translate host name",
     "certificate verify failed",
     "server does not support ssl",
