@@ -67,14 +67,17 @@ class PgBouncer:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [self.binary, str(self.root / "pgbouncer.ini")], user=self.cluster.user,
-            cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
+        # Its console output goes to a file: a pipe nobody reads would fill and block it.
+        with (self.root / "console.log").open("ab") as console:
+            self.process = subprocess.Popen(
+                [self.binary, str(self.root / "pgbouncer.ini")], user=self.cluster.user,
+                cwd="/", stdout=console, stderr=console,
+            )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"pgbouncer exited: {self.process.stderr.read().decode()}")
+                console_text = (self.root / "console.log").read_text()[-2000:]
+                raise RuntimeError(f"pgbouncer exited: {console_text}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return
