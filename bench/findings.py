@@ -220,7 +220,7 @@ def _fanin(f: dict[str, Any]) -> list[str]:
         f"{reuse['server_cpu_ms_per_1000']:.0f} ms ({reuse['sessions_per_run']:.0f} backends). "
         f"The logins move to PgBouncer: {pooled['pooler_cpu_ms_per_1000']:.0f} ms of its CPU per "
         f"1000 requests with a connection per request, {reuse['pooler_cpu_ms_per_1000']:.0f} ms "
-        "with reuse (on Neon that is the pooler's CPU, not the compute you pay for).",
+        "with reuse: SCRAM costs the same wherever it runs, but it no longer forks a backend.",
     ]
     errors = {name: mode["errors"] for name, mode in m.items() if mode["errors"]}
     if errors:
