@@ -7,6 +7,7 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg2
 import pytest
 
 from cities import city_store
@@ -168,3 +169,26 @@ def test_parallel_creates_of_one_pair_store_exactly_one(client, sql, database_ur
     assert sorted(r.status for r in replies) == [201] + [409] * 15
     assert sql("SELECT count(*) FROM city") == [(1,)]
     assert open_connections(database_url) == 0
+
+
+def test_a_read_is_one_round_trip_and_leaves_its_connection_idle(client, monkeypatch):
+    """`SET LOCAL statement_timeout` rides with the SELECT, whose implicit transaction ends
+    with it: nothing is left for teardown to send before closing."""
+    from cities import db
+
+    sent: list[tuple[str, int]] = []
+    real_execute = db.PreludeCursor.execute
+
+    def execute(cur, query, vars=None):
+        result = real_execute(cur, query, vars)
+        sent.append((query, cur.connection.get_transaction_status()))
+        return result
+
+    city_id = client.post("/cities", {"name": "Ogdenville", "state": "Oregon"}).json["id"]
+    monkeypatch.setattr(db.PreludeCursor, "execute", execute)
+    assert client.get(f"/cities/{city_id}").status == 200
+    [(query, status)] = sent
+    assert query.startswith("SELECT") and status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+    sent.clear()
+    assert client.post("/cities", {"name": "Ogdenville", "state": "Oregon"}).status == 409
+    assert [q for q, _ in sent][-1] == "ROLLBACK"  # a failed write is rolled back, not dropped
