@@ -8,6 +8,8 @@ cluster has a password, as on Neon.
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -61,16 +63,26 @@ class PgBouncer:
             f"[databases]\n* = host=127.0.0.1 port={cluster.port}\n\n[pgbouncer]\n"
             + "".join(f"{key} = {value}\n" for key, value in settings.items())
         )
-        if cluster.user:
+        if self.user:
             for path in (root, *root.iterdir()):
-                shutil.chown(path, cluster.user, cluster.user)
+                shutil.chown(path, self.user)
         self.process: subprocess.Popen | None = None
+
+    @property
+    def user(self) -> str | None:
+        """Who runs it: the cluster's system user; as root without one, `postgres` if it exists."""
+        if self.cluster.user or os.geteuid() != 0:
+            return self.cluster.user
+        try:
+            return pwd.getpwnam("postgres").pw_name
+        except KeyError:
+            raise RuntimeError("pgbouncer refuses to run as root; no other user found") from None
 
     def start(self) -> None:
         # Its console output goes to a file: a pipe nobody reads would fill and block it.
         with (self.root / "console.log").open("ab") as console:
             self.process = subprocess.Popen(
-                [self.binary, str(self.root / "pgbouncer.ini")], user=self.cluster.user,
+                [self.binary, str(self.root / "pgbouncer.ini")], user=self.user,
                 cwd="/", stdout=console, stderr=console,
             )
         deadline = time.monotonic() + 10
