@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint migrate fuzz audit clean package sls-package cfn-lint deploy remove offline bench
+.PHONY: run test lint migrate fuzz audit clean package sls-package cfn-lint deploy migrate-deployed remove offline bench
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required" if sys.version_info < (3, 11) else 0)'
@@ -55,7 +55,7 @@ clean:
 
 # ---- Deployment (docs/deploy.md) ------------------------------------------------------------
 # `make package` builds dist/cities.zip for the Lambda runtime (python3.12, x86_64) from manylinux
-# wheels, without Docker; `make deploy STAGE=dev` ships it and runs the migrations.
+# wheels, without Docker; `make deploy STAGE=dev` runs the migrations, then ships the new API code.
 STAGE ?= dev
 # SECRETS=deploy resolves the SSM parameters at deploy time instead of at runtime (docs/deploy.md).
 SECRETS ?=
@@ -88,11 +88,14 @@ sls-package: $(ZIP) $(NODE_STAMP)
 cfn-lint: sls-package
 	$(VENV)/bin/cfn-lint --ignore-checks W3005 -- .serverless/cloudformation-template-*.json
 
-# Deploy, then migrate: a failed migration makes `osls invoke` exit non-zero with the function's
-# error, so `make deploy` fails with the migration's message.
+# One CloudFormation update: the Migrations custom resource runs the migrate function before the
+# API function's new code goes live; a failed migration fails the deploy and rolls it back, the
+# previous code still serving (docs/deploy.md). `make migrate-deployed` re-runs it by hand.
 deploy: $(ZIP) $(NODE_STAMP)
 	$(PY) deploy/package_lambda.py --verify
 	$(OSLS) deploy $(SLS_FLAGS) --verbose
+
+migrate-deployed: $(NODE_STAMP)
 	$(OSLS) invoke $(SLS_FLAGS) --function migrate --log
 
 remove: $(NODE_STAMP)

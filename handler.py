@@ -1,8 +1,9 @@
 """AWS Lambda entry points. Kept thin: the app lives in the `cities` package.
 
 `api` serves HTTP through serverless-wsgi (HTTP API, REST API, Function URL and ALB events);
-`migrate` applies schema migrations at deploy time. Importing this module builds the app but
-opens no connection, so init stays fast and survives missing configuration.
+`migrate` applies schema migrations at deploy time, before the API's new code takes traffic.
+Importing this module builds the app but opens no connection, so init stays fast and survives
+missing configuration.
 """
 
 from __future__ import annotations
@@ -34,12 +35,22 @@ class MigrationFailed(RuntimeError):
 
 
 def migrate(event: dict[str, Any] | None = None, context: Any = None) -> dict[str, Any]:
-    """Apply pending migrations; raising makes the invocation (and so the deploy) fail.
+    """Apply pending migrations, as CloudFormation's `Custom::Migrations` resource or directly.
 
-    Whatever fails is re-raised as MigrationFailed with its message masked and no chained
-    traceback: Lambda prints both to CloudWatch and `make deploy` shows them, and libpq repeats
-    a malformed URL, password included, in its errors.
+    Invoked by CloudFormation, it answers on the request's ResponseURL (FAILED on any error, so
+    the deploy rolls back before the new API code serves); invoked directly, raising makes the
+    invocation fail. Either way what fails is MigrationFailed with its message masked and no
+    chained traceback: Lambda prints both to CloudWatch and `make deploy` shows them, and libpq
+    repeats a malformed URL, password included, in its errors.
     """
+    from cities import custom_resource  # not needed to serve requests
+
+    if custom_resource.is_request(event):
+        return custom_resource.handle(event, context, _apply_migrations)
+    return _apply_migrations()
+
+
+def _apply_migrations() -> dict[str, Any]:
     from cities.migrate import migrate as apply_migrations  # not needed to serve requests
 
     try:

@@ -5,12 +5,13 @@ median over many interleaved runs (round-robin, shuffled each round, so backgrou
 every contender alike), and targets are checked as ratios against a floor measured in the same
 run. Knobs (environment variables) for quicker runs:
 
-    BENCH_SECTIONS       cold,request,scale,artifact,memory (default: all)
+    BENCH_SECTIONS       cold,request,scale,artifact,memory,fanin (default: all)
     BENCH_COLD_RUNS      fresh interpreters per contender (default 60)
     BENCH_REQUESTS       timed rounds per request kind (default 400)
     BENCH_SCALE_ROWS     table sizes (default 10000,1000000)
     BENCH_SCALE_REPEATS  timed runs per list query (default 60)
     BENCH_MEMORY_STEPS   warm request counts for RSS (default 100,5000)
+    BENCH_FANIN          concurrent worker processes, requests each, rounds (default 20,50,3)
     BENCH_ARTIFACT       a deployment zip (default: dist/*.zip from `make package`)
     BENCH_OUTPUT         the report (default docs/benchmarks.md; JSON and PNG beside it)
 """
@@ -44,12 +45,13 @@ def knob(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
-SECTIONS = knob("BENCH_SECTIONS", "cold,request,scale,artifact,memory").split(",")
+SECTIONS = knob("BENCH_SECTIONS", "cold,request,scale,artifact,memory,fanin").split(",")
 COLD_RUNS = int(knob("BENCH_COLD_RUNS", "60"))
 REQUESTS = int(knob("BENCH_REQUESTS", "400"))
 SCALE_ROWS = [int(n) for n in knob("BENCH_SCALE_ROWS", "10000,1000000").split(",")]
 SCALE_REPEATS = int(knob("BENCH_SCALE_REPEATS", "60"))
 MEMORY_STEPS = knob("BENCH_MEMORY_STEPS", "100,5000")
+FANIN = [int(n) for n in knob("BENCH_FANIN", "20,50,3").split(",")]
 OUTPUT = Path(knob("BENCH_OUTPUT", str(ROOT / "docs" / "benchmarks.md")))
 
 
@@ -774,6 +776,24 @@ def bench_memory(url: str) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------------
+# 6. Fan-in: many containers at once, directly and through PgBouncer (bench/fanin.py)
+# ----------------------------------------------------------------------------------------------
+def run_fanin() -> dict[str, Any]:
+    """On a cluster of its own, which logs each connection (to count server sessions)."""
+    from bench.fanin import bench_fanin
+    from bench.pg_cluster import BenchCluster
+
+    processes, requests, rounds = FANIN
+    log(f"fan-in: {processes} processes x {requests} reads, 3 modes, {rounds} rounds")
+    cluster = BenchCluster(settings={"max_connections": "100", "log_connections": "on"})
+    try:
+        cluster.start()
+        return bench_fanin(cluster, processes, requests, rounds, _cold_env())
+    finally:
+        cluster.stop()
+
+
+# ----------------------------------------------------------------------------------------------
 def machine() -> dict[str, Any]:
     cpu = "unknown"
     try:
@@ -808,6 +828,7 @@ def main() -> int:
     results: dict[str, Any] = {"machine": machine(), "knobs": {
         "sections": SECTIONS, "cold_runs": COLD_RUNS, "requests": REQUESTS,
         "scale_rows": SCALE_ROWS, "scale_repeats": SCALE_REPEATS, "memory_steps": MEMORY_STEPS,
+        "fanin": FANIN,
     }}  # fmt: skip
     if "cold" in SECTIONS:
         results["cold"] = bench_cold()
@@ -832,6 +853,8 @@ def main() -> int:
     finally:
         if cluster is not None:
             cluster.stop()
+    if "fanin" in SECTIONS:
+        results["fanin"] = run_fanin()
     if "artifact" in SECTIONS:
         results["artifact"] = bench_artifact()
     results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]

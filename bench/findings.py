@@ -60,7 +60,8 @@ def _request(r: dict[str, Any]) -> list[str]:
         f"app doing the floor's work (connect, SELECT, close, JSON) takes {one_route:.2f} ms "
         f"({one_route / floor:.2f}x). The project's routing, validation, connection handling, "
         f"security headers and request log cost {get - one_route:+.2f} ms beyond it (its "
-        "connection saves a round trip: BEGIN and the statement timeout travel with the query).",
+        "connection saves a round trip: the statement timeout travels with the query, and the "
+        "read's implicit transaction ends with it, leaving the connection idle).",
         f"With `DB_CONNECTION_REUSE=1` the same GET takes {reuse:.2f} ms ({reuse / floor:.2f}x "
         f"the per-invocation floor): no connect. What remains is the app (event to WSGI to Flask "
         f"to JSON, about {max(reuse - warm, 0):.2f} ms above the warm floor), the explicit BEGIN "
@@ -201,6 +202,38 @@ def _memory(m: dict[str, Any]) -> list[str]:
     return notes
 
 
+def _fanin(f: dict[str, Any]) -> list[str]:
+    m = f["modes"]
+    direct = m["connection per request, direct"]
+    pooled = m["connection per request, through PgBouncer"]
+    reuse = m["reuse, through PgBouncer"]
+    requests = f["processes"] * f["requests_per_process"]
+    notes = [
+        f"Fan-in ({f['processes']} processes at once, {requests} reads per run): a connection "
+        f"per request straight to PostgreSQL costs the server "
+        f"{direct['server_cpu_ms_per_1000']:.0f} ms of CPU per 1000 requests and "
+        f"{direct['sessions_per_run']:.0f} new backends per run (one "
+        f"fork and SCRAM login each). Through PgBouncer in transaction mode the same requests cost "
+        f"it {pooled['server_cpu_ms_per_1000']:.0f} ms and {pooled['sessions_per_run']:.0f} "
+        f"backends per run (pool size {f['pool_size']}): each request leaves its connection idle, "
+        f"so the pooler lends the same backends again. Reuse through the pooler costs the server "
+        f"{reuse['server_cpu_ms_per_1000']:.0f} ms ({reuse['sessions_per_run']:.0f} backends). "
+        f"The logins move to PgBouncer: {pooled['pooler_cpu_ms_per_1000']:.0f} ms of its CPU per "
+        f"1000 requests with a connection per request, {reuse['pooler_cpu_ms_per_1000']:.0f} ms "
+        "with reuse: SCRAM costs the same wherever it runs, but it no longer forks a backend.",
+    ]
+    errors = {name: mode["errors"] for name, mode in m.items() if mode["errors"]}
+    if errors:
+        notes.append(f"Fan-in requests that failed (status other than 200): {errors}.")
+    for name, t in f["targets"].items():
+        if not t["met"]:
+            notes.append(
+                f"MISSED {name}: {t['value']} (limit {t['limit']}). Server CPU is counted in "
+                "10 ms ticks; the figures per 1000 requests rest on a few hundred ticks per mode."
+            )
+    return notes
+
+
 def findings(results: dict[str, Any]) -> list[str]:
     notes: list[str] = []
     if "cold" in results:
@@ -211,6 +244,8 @@ def findings(results: dict[str, Any]) -> list[str]:
         notes += _scale(results["scale"])
     if "memory" in results:
         notes += _memory(results["memory"])
+    if results.get("fanin", {}).get("modes"):
+        notes += _fanin(results["fanin"])
     art = results.get("artifact")
     if art and "skipped" in art:
         notes.append(

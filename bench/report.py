@@ -39,6 +39,15 @@ METHOD = """\
   exact SQL the API sent, captured from the driver.
 - **Memory**: a fresh process serves warm `GET /cities/{id}` (a list every tenth request) and
   reports VmRSS after each step and VmHWM (peak), after `gc.collect()`.
+- **Fan-in** (`bench/fanin.py`): N worker processes stand in for N warm Lambda containers; each
+  imports the handler, waits for a common start, then serves its reads in process
+  (`GET /cities/{id}`, a 20-row list every fifth). Three deployments, each run once per round in
+  a new random order: a connection per request straight to PostgreSQL, a connection per request
+  through PgBouncer (Debian's, `pool_mode = transaction`, pool size 10, SCRAM: Neon's `-pooler`
+  endpoint), and `DB_CONNECTION_REUSE=1` through the same pooler. PgBouncer restarts before every
+  run, so each pays for filling its pool. Server CPU is the postmaster's, its live backends' and
+  its reaped backends' user + system time (`/proc`, 10 ms ticks) over the run, on a cluster of its
+  own that logs connections; server sessions are its `connection authorized` lines.
 """
 
 
@@ -56,7 +65,7 @@ def _verdict(t: dict[str, Any]) -> str:
 
 def _targets_rows(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     rows = []
-    for section in ("cold", "request", "scale", "artifact", "memory"):
+    for section in ("cold", "request", "scale", "artifact", "memory", "fanin"):
         for name, t in (results.get(section) or {}).get("targets", {}).items():
             rows.append((name, t))
     return rows
@@ -80,6 +89,15 @@ def render_text(results: dict[str, Any]) -> str:
     art = results.get("artifact")
     if art and "skipped" in art:
         lines.append(f"\nartifact: skipped: {art['skipped']}")
+    fan = results.get("fanin")
+    if fan and "modes" in fan:
+        lines.append("")
+        lines.append("fan-in".ljust(46) + "server CPU/1000  sessions/run  pooler CPU/1000  req/s")
+        for name, m in fan["modes"].items():
+            lines.append(
+                f"{name:46}{m['server_cpu_ms_per_1000']:>12.0f} ms{m['sessions_per_run']:>14}"
+                f"{m['pooler_cpu_ms_per_1000']:>14.0f} ms{m['requests_per_second']:>7}"
+            )
     return "\n".join(lines)
 
 
@@ -275,6 +293,29 @@ def render_markdown(results: dict[str, Any], png: str | None) -> str:
         for mode, r in mem.items():
             cells = " | ".join(f"{r['steps'][s]:.1f} MiB" for s in steps)
             out.append(f"| {mode} | {r['after_import']:.1f} MiB | {cells} | {r['peak']:.1f} MiB |")
+
+    fan = results.get("fanin")
+    if fan:
+        out += ["", "## 6. Fan-in: many containers, directly and through PgBouncer", ""]
+        if "skipped" in fan:
+            out.append(f"Skipped: {fan['skipped']}.")
+        else:
+            out.append(
+                f"{fan['processes']} concurrent processes x {fan['requests_per_process']} reads "
+                f"each, {fan['rounds']} rounds; PgBouncer pool size {fan['pool_size']}."
+            )
+            out += [
+                "",
+                "| deployment | server CPU per 1000 requests | server sessions per run "
+                "| PgBouncer CPU per 1000 requests | requests/s | errors |",
+                "|---|---|---|---|---|---|",
+            ]
+            for name, m in fan["modes"].items():
+                out.append(
+                    f"| {name} | {m['server_cpu_ms_per_1000']:.0f} ms | {m['sessions_per_run']} "
+                    f"| {m['pooler_cpu_ms_per_1000']:.0f} ms | {m['requests_per_second']} "
+                    f"| {m['errors']} of {m['requests']} |"
+                )
 
     notes = results.get("notes")
     if notes:

@@ -125,5 +125,28 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
 
 
 def migrations_url(config: Mapping[str, Any]) -> str | None:
-    """Migrations prefer the direct endpoint: poolers break session-level advisory locks."""
-    return config.get("MIGRATIONS_DATABASE_URL") or config.get("DATABASE_URL")
+    """MIGRATIONS_DATABASE_URL, else DATABASE_URL, with a warning when that is Neon's pooler.
+
+    Migrations are safe through a transaction pooler, but a long one holds a pooled server and
+    the pooler may cut it off; the direct endpoint is the one meant for them.
+    """
+    url = config.get("MIGRATIONS_DATABASE_URL")
+    if url:
+        return url
+    url = config.get("DATABASE_URL")
+    if url and "-pooler" in _host(url):
+        log.warning(
+            "MIGRATIONS_DATABASE_URL is not set, so migrations use DATABASE_URL, which is a "
+            "pooler endpoint: set MIGRATIONS_DATABASE_URL to the direct (non -pooler) endpoint"
+        )
+    return url
+
+
+def _host(url: str) -> str:
+    """The URL's host(s), for URLs and key=value strings alike; empty when it cannot be read."""
+    from psycopg2.extensions import parse_dsn  # only migrations ask: keep it out of Lambda init
+
+    try:
+        return parse_dsn(url).get("host", "")
+    except Exception:
+        return ""

@@ -2,7 +2,8 @@
 
 Lambda freezes a container between invocations, so a connection kept open across requests goes
 stale without notice and pins a slot on the server; a request opens its own connection when it
-first needs one and closes it in teardown, whatever happened. Requests that need no data
+first needs one and closes it in teardown, whatever happened, with no transaction left open (a
+transaction pooler discards a server its client left mid-transaction). Requests that need no data
 (`/openapi.json`, an unknown route, a body refused before any query) open none.
 
 Only connecting is retried (a scale-to-zero database may be waking up): once a query may have
@@ -44,6 +45,7 @@ APPLICATION_NAME = "cities"
 _EXTENSION = "cities.kept_connection"
 _IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
 _INTRANS = psycopg2.extensions.TRANSACTION_STATUS_INTRANS
+_INERROR = psycopg2.extensions.TRANSACTION_STATUS_INERROR
 
 # Connection failures no retry can fix: fail at once instead of burning the request's budget.
 PERMANENT_FAILURES = (
@@ -51,6 +53,9 @@ PERMANENT_FAILURES = (
     "authentication failed",
     "does not exist",  # database or role
     "no pg_hba.conf entry",
+    "pg_hba.conf rejects connection",
+    "connection is insecure",  # Neon's proxy, to a client without TLS
+    "channel binding",  # channel_binding=require and no TLS, or a login without SCRAM
     "could not translate host name",
     "certificate verify failed",
     "server does not support ssl",
@@ -141,24 +146,30 @@ def connect(
 
 
 class PreludeCursor(psycopg2.extensions.cursor):
-    """Sends its connection's pending prelude in the same round trip as the first statement."""
+    """Sends its connection's pending prelude, or its standing prefix, with the statement."""
 
     def execute(self, query: str, vars: object = None) -> None:
-        prelude = self.connection.prelude
+        conn = self.connection
+        prelude = conn.prelude
         if prelude:
-            self.connection.prelude = None
+            conn.prelude = None
             query = prelude + query
+        elif conn.prefix:
+            query = conn.prefix + query
         return super().execute(query, vars)
 
 
 class Connection(psycopg2.extensions.connection):
-    """A connection that can defer statements (`prelude`) to ride along with the first query.
+    """A connection whose statements can carry others in the same round trip.
 
-    A request's `BEGIN; SET LOCAL statement_timeout` then costs no round trip of its own: a read
-    after connecting is one round trip, as on a bare psycopg2 autocommit connection.
+    `prelude` rides once, with the next statement: a write's `BEGIN; SET LOCAL statement_timeout`.
+    `prefix` rides with every statement: a read's `SET LOCAL statement_timeout`, which PostgreSQL
+    applies to the implicit transaction of that one multi-statement message, so each read
+    statement has its timeout and ends its transaction in a single round trip.
     """
 
     prelude: str | None = None
+    prefix: str | None = None
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
@@ -232,28 +243,39 @@ def kept_connection(app: Flask) -> KeptConnection:
     return app.extensions[_EXTENSION]
 
 
-def _reusable(conn: psycopg2.extensions.connection) -> bool:
-    """End a clean request's transaction; False when the connection must not be kept."""
+def _settle(conn: psycopg2.extensions.connection) -> bool:
+    """Roll back any transaction left open; True when the connection is idle and may be kept.
+
+    A pooler in transaction mode cannot reuse a server whose client left inside a transaction:
+    it closes that server, and the next request makes PostgreSQL fork a new backend. So even a
+    connection about to be closed is rolled back first; one whose transaction failed is never
+    kept.
+    """
     if conn.closed:
         return False
+    conn.prelude = conn.prefix = None
     status = conn.get_transaction_status()
-    if status == _INTRANS:  # a read (or an uncommitted write): end it, never carry it over
+    if status in (_INTRANS, _INERROR):  # an uncommitted write, a failed one, a reuse-mode read
         try:
             with conn.cursor() as cur:
                 cur.execute("ROLLBACK")
         except psycopg2.Error:
             return False
-        status = conn.get_transaction_status()
+        return status == _INTRANS and conn.get_transaction_status() == _IDLE
     return status == _IDLE
 
 
+def _timeout_sql(statement_timeout_ms: int) -> str:
+    return f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}; "
+
+
 def _begin_sql(statement_timeout_ms: int) -> str:
-    return f"BEGIN; SET LOCAL statement_timeout = {int(statement_timeout_ms)}; "
+    return "BEGIN; " + _timeout_sql(statement_timeout_ms)
 
 
 def _begin(conn: psycopg2.extensions.connection, statement_timeout_ms: int) -> None:
     conn.autocommit = True  # transactions are explicit: see get_db
-    conn.prelude = None  # begun here, explicitly: nothing may ride along with the next query
+    conn.prelude = conn.prefix = None  # begun here, explicitly: nothing rides along any more
     with conn.cursor() as cur:
         cur.execute(_begin_sql(statement_timeout_ms))
 
@@ -277,12 +299,13 @@ def _reuse(config: dict) -> psycopg2.extensions.connection | None:
 
 
 def get_db() -> psycopg2.extensions.connection:
-    """This request's connection, opened on first use, inside a transaction with a timeout.
+    """This request's connection for reading, opened on first use; every statement has a timeout.
 
-    On a new connection `BEGIN` and `SET LOCAL statement_timeout` travel with the request's
-    first statement, in one round trip; a startup `options` parameter would be simpler but
-    poolers such as Neon's refuse it. A kept connection (reuse mode) begins explicitly first,
-    so a connection that died while idle fails before any of the request was sent.
+    On a new connection each statement travels as `SET LOCAL statement_timeout = N; <statement>`:
+    one message, one implicit transaction, one round trip, and the connection is idle again as
+    soon as it answers. A startup `options` parameter would be simpler but poolers such as Neon's
+    refuse it. A kept connection (reuse mode) begins a transaction explicitly first, so one that
+    died while idle fails before any of the request was sent; it is rolled back at the end.
     """
     conn = g.get("db")
     if conn is None:
@@ -311,26 +334,39 @@ def get_db() -> psycopg2.extensions.connection:
                 log.warning("cannot connect to the database: %s", type(exc).__name__)
             raise ServiceUnavailable("The database is unavailable; retry shortly.") from None
         g.db, g.db_state = conn, "opened"
-        conn.autocommit = True  # transactions are explicit: BEGIN rides with the first query
-        conn.prelude = _begin_sql(config["DB_STATEMENT_TIMEOUT_MS"])
+        conn.autocommit = True  # transactions are explicit: see transaction()
+        conn.prefix = _timeout_sql(config["DB_STATEMENT_TIMEOUT_MS"])
+    return conn
+
+
+def transaction() -> psycopg2.extensions.connection:
+    """This request's connection inside one transaction, for a write that `commit()` ends.
+
+    `BEGIN` and the timeout ride with the transaction's first statement; without a commit the
+    transaction is rolled back at teardown.
+    """
+    conn = get_db()
+    if conn.prefix:  # reading so far, each statement on its own: begin with the next one
+        conn.prelude, conn.prefix = _begin_sql(current_app.config["DB_STATEMENT_TIMEOUT_MS"]), None
     return conn
 
 
 def commit() -> None:
-    """Commit this request's transaction; without it, closing the connection rolls back."""
+    """Commit this request's transaction; without it, teardown rolls it back."""
     with g.db.cursor() as cur:
         cur.execute("COMMIT")
 
 
 def close_db(exc: BaseException | None = None) -> None:
-    """Close this request's connection, if it opened one; uncommitted work is rolled back.
+    """Close this request's connection, if it opened one, idle: uncommitted work is rolled back.
 
     With reuse on, a connection that ended the request cleanly is kept instead.
     """
     conn = g.pop("db", None)
     if conn is None:
         return
-    if current_app.config.get("DB_CONNECTION_REUSE") and exc is None and _reusable(conn):
+    idle = _settle(conn)
+    if current_app.config.get("DB_CONNECTION_REUSE") and exc is None and idle:
         kept_connection(current_app).give_back(conn)
         return
     _discard(conn)

@@ -6,7 +6,7 @@ and writes apply only if their If-Match / If-None-Match still hold (cities.condi
 
 Every check that needs no data (auth, media type, size, JSON, fields, id format) runs before the
 first query, so a refused request never opens a database connection. Writes commit explicitly
-before the response is built: teardown closes the connection, which discards anything uncommitted.
+before the response is built: teardown rolls back anything uncommitted and closes the connection.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from psycopg2 import errors as pgerrors
 from . import idempotency, store
 from .auth import WRITE_METHODS, check_write
 from .conditional import etag, if_match_holds, if_none_match_holds, write_condition
-from .db import commit, get_db
+from .db import commit, get_db, transaction
 from .errors import Conflict, NotFound, PreconditionFailed, PreconditionRequired
 from .gateway import absolute_urls
 from .listing import cursor_after, parse_list_query, parse_positive_id
@@ -92,8 +92,9 @@ def blueprint(resource: Resource) -> Blueprint:
         return row
 
     def write(operation: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run one write and commit it; a unique constraint's violation becomes its 409."""
-        conn = get_db()
+        """Run one write in a transaction and commit it; a unique constraint's violation becomes
+        its 409."""
+        conn = transaction()
         try:
             result = operation(conn, resource, *args, **kwargs)
         except pgerrors.UniqueViolation as error:
@@ -105,9 +106,15 @@ def blueprint(resource: Resource) -> Blueprint:
         """A write to one item under the request's precondition: 412 when the item exists but
         the precondition failed (nothing was written), 404 when there is no such item."""
         when = precondition()
-        row = write(operation, item_id, *args, when=when, **kwargs)
-        if row is None and when is not None and store.exists(get_db(), resource, item_id):
-            raise precondition_failed()
+
+        def conditionally(conn: Any, resource: Resource, *args: Any, **kwargs: Any) -> Any:
+            row = operation(conn, resource, *args, **kwargs)
+            # In the same transaction, so under its timeout; raising leaves nothing to commit.
+            if row is None and when is not None and store.exists(conn, resource, item_id):
+                raise precondition_failed()
+            return row
+
+        row = write(conditionally, item_id, *args, when=when, **kwargs)
         return with_etag(found(row, item_id))
 
     def list_items() -> Response:

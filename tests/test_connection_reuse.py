@@ -19,7 +19,7 @@ import serverless_wsgi
 from flask import Flask
 
 from cities import config, create_app, db
-from cities.db import close_db, get_db, kept_connection
+from cities.db import close_db, get_db, kept_connection, transaction
 from cities.migrate import migrate
 from tests.conftest import run_sql
 from tests.lambda_events import Client
@@ -162,7 +162,7 @@ def test_aborted_transaction_never_reaches_the_next_request(
 ) -> None:
     app = make_app()
     with app.app_context():
-        conn = get_db()
+        conn = transaction()
         with conn.cursor() as cur, pytest.raises(psycopg2.errors.DivisionByZero):
             cur.execute("SELECT 1 / 0")
         assert conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_INERROR
@@ -180,7 +180,7 @@ def test_uncommitted_write_is_rolled_back_not_carried_over(
 ) -> None:
     app = make_app()
     with app.app_context():
-        conn = get_db()
+        conn = transaction()
         with conn.cursor() as cur:
             cur.execute("INSERT INTO city (name, state) VALUES ('Never', 'Committed')")
     assert not conn.closed  # kept, after a rollback

@@ -7,6 +7,7 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg2
 import pytest
 
 from cities import store
@@ -131,7 +132,12 @@ def test_parallel_creates_are_all_stored_with_one_connection_per_request(
     def watch() -> None:
         nonlocal peak
         while not done.is_set():
-            count = sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cities'")
+            # A finished request's backend may outlive its closed connection by a moment: one
+            # idle after its COMMIT is no longer in flight.
+            count = sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cities' "
+                "AND NOT (state = 'idle' AND query = 'COMMIT')"
+            )
             peak = max(peak, count[0][0])
 
     watcher = threading.Thread(target=watch)
@@ -163,3 +169,26 @@ def test_parallel_creates_of_one_pair_store_exactly_one(client, sql, database_ur
     assert sorted(r.status for r in replies) == [201] + [409] * 15
     assert sql("SELECT count(*) FROM city") == [(1,)]
     assert open_connections(database_url) == 0
+
+
+def test_a_read_is_one_round_trip_and_leaves_its_connection_idle(client, monkeypatch):
+    """`SET LOCAL statement_timeout` rides with the SELECT, whose implicit transaction ends
+    with it: nothing is left for teardown to send before closing."""
+    from cities import db
+
+    sent: list[tuple[str, int]] = []
+    real_execute = db.PreludeCursor.execute
+
+    def execute(cur, query, vars=None):
+        result = real_execute(cur, query, vars)
+        sent.append((query, cur.connection.get_transaction_status()))
+        return result
+
+    city_id = client.post("/cities", {"name": "Ogdenville", "state": "Oregon"}).json["id"]
+    monkeypatch.setattr(db.PreludeCursor, "execute", execute)
+    assert client.get(f"/cities/{city_id}").status == 200
+    [(query, status)] = sent
+    assert query.startswith("SELECT") and status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+    sent.clear()
+    assert client.post("/cities", {"name": "Ogdenville", "state": "Oregon"}).status == 409
+    assert [q for q, _ in sent][-1] == "ROLLBACK"  # a failed write is rolled back, not dropped

@@ -9,10 +9,12 @@ itself and the functions' code size and runtime are compared with the real zip a
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ import pytest
 from moto import mock_aws
 
 from cities import ssm as app_ssm
+from tests.conftest import run_sql
+from tests.response_url import ResponseURL
 from tests.test_artifact import build_zip
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,6 +185,53 @@ def test_access_logs_are_a_per_stage_option(templates: dict, tmp_path: Path) -> 
             line["routeKey"], line["path"]} == {
         "$context.requestId", "$context.identity.sourceIp", "$context.status",
         "$context.responseLatency", "$context.routeKey", "$context.path"}
+
+
+def depends_on(template: dict, name: str) -> set[str]:
+    """Resources `name` waits for: its DependsOn, Refs and GetAtts, transitively."""
+    found: set[str] = set()
+    pending = [name]
+    while pending:
+        resource = template["Resources"][pending.pop()]
+        direct = set(_as_list(resource.get("DependsOn", [])))
+        text = json.dumps(resource.get("Properties", {}))
+        direct |= {other for other in template["Resources"]
+                   if f'"Ref": "{other}"' in text or f'"Fn::GetAtt": ["{other}"' in text}
+        pending += sorted(direct - found)
+        found |= direct
+    return found
+
+
+def migrations_checksum() -> str:
+    """deploy/migrations_checksum.js, recomputed: names and LF-normalized contents, in order."""
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "cities" / "migrations").glob("*.sql")):
+        digest.update(f"{path.name}\n".encode())
+        digest.update(path.read_text(encoding="utf-8").replace("\r\n", "\n").encode() + b"\n")
+    return digest.hexdigest()
+
+
+def test_the_api_code_goes_live_only_after_the_migrations_ran(templates: dict) -> None:
+    """CloudFormation creates or updates the Migrations custom resource (which runs the migrate
+    function and waits for its answer) before it touches the API function, whose new code is
+    what the HTTP API routes to; the resource changes whenever the shipped migrations do."""
+    template = templates["update"]
+    migrations = template["Resources"]["Migrations"]
+    assert migrations["Type"] == "Custom::Migrations"
+    properties = migrations["Properties"]
+    assert properties["ServiceToken"] == {"Fn::GetAtt": ["MigrateLambdaFunction", "Arn"]}
+    assert properties["MigrationsChecksum"] == migrations_checksum()
+    assert "Migrations" in template["Resources"]["ApiLambdaFunction"]["DependsOn"]
+    assert "Migrations" in depends_on(template, "ApiLambdaFunction")
+    assert "ApiLambdaFunction" not in depends_on(template, "Migrations")
+    (integration,) = resources(template, "AWS::ApiGatewayV2::Integration").values()
+    assert "ApiLambdaFunction" in json.dumps(integration["Properties"]["IntegrationUri"])
+
+
+def test_the_http_api_stage_is_throttled(templates: dict) -> None:
+    (stage,) = resources(templates["update"], "AWS::ApiGatewayV2::Stage").values()
+    assert stage["Properties"]["DefaultRouteSettings"] == {
+        "ThrottlingRateLimit": 20, "ThrottlingBurstLimit": 40}  # the default params
 
 
 def test_template_publishes_no_function_versions(templates: dict) -> None:
@@ -369,3 +420,44 @@ def test_deploy_time_mode_resolves_the_secure_strings_while_deploying(
     assert json.loads(runtime.stdout)["functions"]["api"]["environment"] == {
         "DATABASE_URL_SSM_PARAMETER": f"/{SERVICE}/{STAGE}/database-url",
         "API_KEYS_SSM_PARAMETER": f"/{SERVICE}/{STAGE}/api-keys"}
+
+
+@pytest.fixture
+def migrate_function_runs(
+    handler_module: Any, empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ResponseURL]:
+    """moto cannot run Lambda code without Docker: its invocations of the migrate function run
+    handler.migrate in-process instead, against a real empty database, answering to a local
+    ResponseURL."""
+    from moto.awslambda.models import LambdaFunction
+
+    response_url = ResponseURL()
+    monkeypatch.setitem(handler_module.app.config, "MIGRATIONS_DATABASE_URL", empty_database_url)
+
+    def invoke(function: Any, body: str, request_headers: Any, response_headers: Any) -> str:
+        assert function.function_name == f"{SERVICE}-{STAGE}-migrate"
+        event = {**json.loads(body), "ResponseURL": response_url.url}
+        response_url.events.append(event)
+        return json.dumps(handler_module.migrate(event, None))
+
+    response_url.events = []
+    monkeypatch.setattr(LambdaFunction, "invoke", invoke)
+    yield response_url
+    response_url.close()
+
+
+def test_a_deploy_runs_the_migrations_through_the_custom_resource(
+    migrate_function_runs: ResponseURL, deployed: dict, empty_database_url: str
+) -> None:
+    deadline = time.monotonic() + 30
+    while not migrate_function_runs.received and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (event,) = migrate_function_runs.events
+    assert event["RequestType"] == "Create"
+    assert event["ResourceType"] == "Custom::Migrations"
+    assert event["ResourceProperties"]["MigrationsChecksum"] == migrations_checksum()
+    (answer,) = migrate_function_runs.received
+    assert answer["Status"] == "SUCCESS", answer
+    assert answer["LogicalResourceId"] == "Migrations"
+    assert run_sql(empty_database_url, "SELECT count(*) FROM schema_migrations") == [
+        (len(list((ROOT / "cities" / "migrations").glob("*.sql"))),)]

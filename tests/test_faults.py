@@ -235,3 +235,78 @@ def test_a_full_run_on_a_password_protected_server_logs_no_secret(tmp_path, clie
     rendered = "\n".join(logging.Formatter().format(record) for record in caplog.records)
     assert "cannot connect to the database" in rendered
     assert secret not in rendered and secret[::-1] not in rendered
+
+
+# --- TLS with SCRAM, as Neon wants it -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_scram(tmp_path_factory):
+    """A TLS-only cluster with SCRAM passwords: what Neon's endpoints look like to a client."""
+    bindir = ssl_capable_bindir()
+    if bindir is None:
+        pytest.skip("no SSL-capable PostgreSQL binaries here (pgserver's are built without SSL)")
+    root = tmp_path_factory.mktemp("tls-scram")
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    cluster = Cluster(root, bindir=bindir, password="scram-over-tls")
+    cluster.add_file("server.crt", cert.cert_chain_pems[0].bytes())
+    cluster.add_file("server.key", cert.private_key_pem.bytes())
+    cluster.configure(ssl="on", ssl_cert_file="'server.crt'", ssl_key_file="'server.key'")
+    # Plain TCP is allowed here, so that refusing it is the client's doing (channel_binding).
+    cluster.hba("local all all trust", "hostssl all all 127.0.0.1/32 scram-sha-256",
+                "hostnossl all all 127.0.0.1/32 scram-sha-256")
+    cluster.start()
+    ca_file = root / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    migrate(cluster.url(sslmode="require"))
+    yield cluster, ca_file
+    cluster.stop("immediate")
+
+
+def test_the_recommended_tls_settings_verify_the_server_and_bind_scram_to_the_channel(
+    tls_scram, client_for, monkeypatch
+):
+    """`sslmode=verify-full&channel_binding=require` (docs/deploy.md): SCRAM-SHA-256-PLUS,
+    so a man in the middle holding some other valid certificate cannot relay the login."""
+    cluster, ca_file = tls_scram
+    monkeypatch.setattr(db, "CA_BUNDLES", (str(ca_file),))  # as Lambda's bundle would trust Neon
+    url = tls_url(cluster, sslmode="verify-full", channel_binding="require")
+    client = client_for(DATABASE_URL=url)
+    assert client.post("/cities", {"name": "Bound", "state": "Channel"}).status == 201
+    conn = db.connect(url, 3)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            assert cur.fetchone()[0] is True
+        assert conn.info.ssl_in_use
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("why", ["no TLS", "no SCRAM"])
+def test_channel_binding_refuses_at_once_a_login_it_cannot_bind(tls_scram, tls, client_for, why):
+    """Without TLS there is no channel to bind; a server (or a man in the middle) that lets the
+    client in without SCRAM proves nothing. Either way: refused, and not worth a retry."""
+    if why == "no TLS":
+        url = tls_url(tls_scram[0], sslmode="disable", channel_binding="require")
+    else:  # the `tls` cluster trusts every login
+        url = tls_url(tls[0], sslmode="require", channel_binding="require")
+    started = time.monotonic()
+    assert client_for(DATABASE_URL=url, DB_CONNECT_BUDGET=30).get("/health").status == 503
+    assert time.monotonic() - started < 3
+
+
+def test_direct_tls_negotiation_is_understood_by_the_bundled_libpq(tls_scram, client_for):
+    """libpq 17 accepts `sslnegotiation=direct` (saves a round trip on Neon's proxy); this
+    PostgreSQL 15 server predates direct negotiation, so the connection fails, but not as an
+    unknown option. Against PostgreSQL 17+ or Neon it connects."""
+    cluster, ca_file = tls_scram
+    url = tls_url(cluster, sslmode="verify-full", sslrootcert=str(ca_file),
+                  sslnegotiation="direct")
+    with pytest.raises(psycopg2.OperationalError) as failure:
+        psycopg2.connect(url, connect_timeout=3).close()
+    assert "invalid connection option" not in str(failure.value)
+    negotiated = tls_url(cluster, sslmode="verify-full", sslrootcert=str(ca_file),
+                         sslnegotiation="postgres")
+    assert client_for(DATABASE_URL=negotiated).get("/health").status == 200

@@ -131,3 +131,11 @@ def test_migrate_never_prints_the_password_of_a_malformed_url():
         assert "migration failed" in result.stderr, (name, result.stderr)
         output = result.stdout + result.stderr
         assert SECRET not in output and "retPw" not in output, (name, output)
+
+
+def test_migrate_reports_an_unreachable_database_without_a_traceback():
+    url = "postgresql://nobody:pw@127.0.0.1:9/nowhere?connect_timeout=1"
+    result = run_cli("migrate", env=cli_env(DATABASE_URL=url, DB_CONNECT_BUDGET="0.5"))
+    assert result.returncode == 1
+    assert "migration failed: MigrationError: cannot connect to the database" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -121,6 +122,52 @@ def test_the_lock_is_released_after_a_run(empty_database_url):
     migrate(empty_database_url)
     locks = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
     assert run_sql(empty_database_url, locks) == [(0,)]
+
+
+def test_a_lock_holder_delays_a_run_only_while_its_transaction_lasts(empty_database_url):
+    """The lock is transaction-level: a session that stays open afterwards holds nothing."""
+    from cities.migrate import LOCK_ID
+
+    holder = psycopg2.connect(empty_database_url)
+    with holder.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_ID,))
+    done = threading.Event()
+    result = {}
+    runner = threading.Thread(target=lambda: (result.update(migrate(empty_database_url)),
+                                              done.set()))
+    runner.start()
+    assert not done.wait(0.5)  # waits for the holder's transaction
+    holder.rollback()
+    runner.join(10)
+    assert result["applied"] == SHIPPED
+    holder.close()
+
+
+def test_driver_errors_become_migration_errors(empty_database_url):
+    with pytest.raises(MigrationError, match="cannot connect to the database"):
+        migrate("postgresql://nobody@127.0.0.1:9/nowhere", connect_timeout=1)
+    migrate(empty_database_url)
+    run_sql(empty_database_url, "ALTER TABLE schema_migrations RENAME COLUMN checksum TO sum")
+    with pytest.raises(MigrationError, match="migrations failed: UndefinedColumn"):
+        migrate(empty_database_url)
+
+
+@pytest.mark.parametrize(
+    ("settings", "warned"),
+    [
+        ({"DATABASE_URL": "postgresql://u@ep-cool-1-pooler.eu-central-1.aws.neon.tech/db"}, True),
+        ({"DATABASE_URL": "host=ep-cool-1-pooler.eu-central-1.aws.neon.tech dbname=db"}, True),
+        ({"DATABASE_URL": "postgresql://u@ep-cool-1.eu-central-1.aws.neon.tech/db"}, False),
+        ({"DATABASE_URL": "postgresql://u@ep-cool-1-pooler.neon.tech/db",
+          "MIGRATIONS_DATABASE_URL": "postgresql://u@ep-cool-1.neon.tech/db"}, False),
+    ],
+)
+def test_a_pooler_url_given_to_migrations_is_warned_about(settings, warned, caplog):
+    from cities import config
+
+    url = config.migrations_url(settings)
+    assert url == settings.get("MIGRATIONS_DATABASE_URL", settings["DATABASE_URL"])
+    assert ("set MIGRATIONS_DATABASE_URL to the direct" in caplog.text) is warned
 
 
 def test_handler_migrate_prefers_migrations_database_url(handler_module, empty_database_url,
