@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -141,25 +142,33 @@ def test_the_statement_timeout_is_set_for_the_request_only(running, client_for, 
 # --- TLS --------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory):
-    """A cluster that only accepts TLS, with a certificate from a CA made for the test."""
+def tls_cluster(root: Path, *hba: str, password: str | None = None) -> tuple[Cluster, Path]:
+    """A started cluster serving TLS with a certificate from a CA made for the test, migrated;
+    skips where no SSL-capable PostgreSQL is installed."""
     bindir = ssl_capable_bindir()
     if bindir is None:
         pytest.skip("no SSL-capable PostgreSQL binaries here (the embedded ones are built without)")
-    root = tmp_path_factory.mktemp("tls")
     ca = trustme.CA()
     cert = ca.issue_cert("localhost", "127.0.0.1")
-    cluster = Cluster(root, bindir=bindir)
+    cluster = Cluster(root, bindir=bindir, password=password)
     cluster.add_file("server.crt", cert.cert_chain_pems[0].bytes())
     cluster.add_file("server.key", cert.private_key_pem.bytes())
     cluster.configure(ssl="on", ssl_cert_file="'server.crt'", ssl_key_file="'server.key'")
-    cluster.hba("local all all trust", "hostssl all all 127.0.0.1/32 trust",
-                "host all all 127.0.0.1/32 reject")
+    cluster.hba("local all all trust", *hba)
     cluster.start()
     ca_file = root / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     migrate(cluster.url(sslmode="require"))
+    return cluster, ca_file
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    """A cluster that only accepts TLS."""
+    cluster, ca_file = tls_cluster(
+        tmp_path_factory.mktemp("tls"),
+        "hostssl all all 127.0.0.1/32 trust", "host all all 127.0.0.1/32 reject",
+    )
     yield cluster, ca_file
     cluster.stop("immediate")
 
@@ -242,24 +251,14 @@ def test_a_full_run_on_a_password_protected_server_logs_no_secret(tmp_path, clie
 
 @pytest.fixture(scope="module")
 def tls_scram(tmp_path_factory):
-    """A TLS-only cluster with SCRAM passwords: what Neon's endpoints look like to a client."""
-    bindir = ssl_capable_bindir()
-    if bindir is None:
-        pytest.skip("no SSL-capable PostgreSQL binaries here (pgserver's are built without SSL)")
-    root = tmp_path_factory.mktemp("tls-scram")
-    ca = trustme.CA()
-    cert = ca.issue_cert("localhost", "127.0.0.1")
-    cluster = Cluster(root, bindir=bindir, password="scram-over-tls")
-    cluster.add_file("server.crt", cert.cert_chain_pems[0].bytes())
-    cluster.add_file("server.key", cert.private_key_pem.bytes())
-    cluster.configure(ssl="on", ssl_cert_file="'server.crt'", ssl_key_file="'server.key'")
-    # Plain TCP is allowed here, so that refusing it is the client's doing (channel_binding).
-    cluster.hba("local all all trust", "hostssl all all 127.0.0.1/32 scram-sha-256",
-                "hostnossl all all 127.0.0.1/32 scram-sha-256")
-    cluster.start()
-    ca_file = root / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    migrate(cluster.url(sslmode="require"))
+    """A TLS cluster with SCRAM passwords: what Neon's endpoints look like to a client. Plain TCP
+    is allowed here, so that refusing it is the client's doing (channel_binding)."""
+    cluster, ca_file = tls_cluster(
+        tmp_path_factory.mktemp("tls-scram"),
+        "hostssl all all 127.0.0.1/32 scram-sha-256",
+        "hostnossl all all 127.0.0.1/32 scram-sha-256",
+        password="scram-over-tls",
+    )
     yield cluster, ca_file
     cluster.stop("immediate")
 
