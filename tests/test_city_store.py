@@ -75,28 +75,37 @@ class Captured(list):
         self.append(text)
 
 
-def test_with_pg_trgm_a_full_name_is_looked_up_by_its_rare_word_and_checked_whole(trgm_url):
-    # The first word is in a third of the names: as one condition, the index would read its
-    # long posting lists; word by word, the rare second word leads.
-    conn = psycopg2.connect(trgm_url, connection_factory=LoggingConnection)
+def list_with_plan(url: str, q: str, *setup: str) -> tuple[list[dict], str]:
+    """City's list for `q` after the `setup` statements (and ANALYZE), with the plan of its
+    last statement, as the server chose it."""
+    conn = psycopg2.connect(url, connection_factory=LoggingConnection)
     captured = Captured()
     conn.initialize(captured)
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            cur.execute("TRUNCATE city")
-            cur.execute("INSERT INTO city (name, state) SELECT CASE n % 3 WHEN 0 THEN 'Ashbrook' "
-                        "ELSE 'Elmwood' END || ' ' || md5(n::text), 'S' "
-                        "FROM generate_series(1, 6000) AS n")
-            cur.execute("INSERT INTO city (name, state) VALUES ('Ashbrook Quixotic', 'S'), "
-                        "('Quixotic Ashbrook', 'S'), ('Ashbrook  Quixotic', 'S')")
-            cur.execute("VACUUM ANALYZE city")
-        rows = store.list_page(conn, CITY, ListQuery(filters={"q": "ASHBROOK quixotic"}), 101)
+            for statement in (*setup, "VACUUM ANALYZE city"):
+                cur.execute(statement)
+        rows = store.list_page(conn, CITY, ListQuery(filters={"q": q}), 101)
         with conn.cursor() as cur:
             cur.execute("EXPLAIN " + captured[-1])
             plan = "\n".join(row[0] for row in cur.fetchall())
     finally:
         conn.close()
+    return rows, plan
+
+
+def test_with_pg_trgm_a_full_name_is_looked_up_by_its_rare_word_and_checked_whole(trgm_url):
+    # The first word is in a third of the names: as one condition, the index would read its
+    # long posting lists; word by word, the rare second word leads.
+    rows, plan = list_with_plan(
+        trgm_url, "ASHBROOK quixotic",
+        "TRUNCATE city",
+        "INSERT INTO city (name, state) SELECT CASE n % 3 WHEN 0 THEN 'Ashbrook' "
+        "ELSE 'Elmwood' END || ' ' || md5(n::text), 'S' FROM generate_series(1, 6000) AS n",
+        "INSERT INTO city (name, state) VALUES ('Ashbrook Quixotic', 'S'), "
+        "('Quixotic Ashbrook', 'S'), ('Ashbrook  Quixotic', 'S')",
+    )
     assert [row["name"] for row in rows] == ["Ashbrook Quixotic"]
     index_cond = next(line for line in plan.splitlines() if "Index Cond" in line)
     assert index_cond.index("quixotic") < index_cond.index("ashbrook"), plan

@@ -16,14 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
-import psycopg2
 import pytest
-from psycopg2.extras import LoggingConnection
 
-from cities import embedded, store
-from cities.city import CITY
-from cities.listing import ListQuery
-from tests.test_city_store import Captured
+from cities import embedded
+from tests.conftest import run_sql
+from tests.test_city_store import list_with_plan
 from tests.test_main import REPO, cli_env, free_port
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("TEST_DATABASE_URL")),
@@ -31,25 +28,13 @@ pytestmark = pytest.mark.skipif(bool(os.environ.get("TEST_DATABASE_URL")),
 
 
 def test_a_local_q_search_uses_the_trigram_index_as_in_production(trgm_url):
-    conn = psycopg2.connect(trgm_url, connection_factory=LoggingConnection)
-    captured = Captured()
-    conn.initialize(captured)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SHOW server_version")
-            version = cur.fetchone()[0]
-            cur.execute("TRUNCATE city")
-            cur.execute("INSERT INTO city (name, state) SELECT 'Town ' || n, 'S' "
-                        "FROM generate_series(1, 5000) AS n")
-            cur.execute("INSERT INTO city (name, state) VALUES ('Quixotic Falls', 'S')")
-            cur.execute("VACUUM ANALYZE city")
-        rows = store.list_page(conn, CITY, ListQuery(filters={"q": "xotic"}), 101)
-        with conn.cursor() as cur:
-            cur.execute("EXPLAIN " + captured[-1])
-            plan = "\n".join(row[0] for row in cur.fetchall())
-    finally:
-        conn.close()
+    (version,) = run_sql(trgm_url, "SHOW server_version")[0]
+    rows, plan = list_with_plan(
+        trgm_url, "xotic",
+        "TRUNCATE city",
+        "INSERT INTO city (name, state) SELECT 'Town ' || n, 'S' FROM generate_series(1, 5000) n",
+        "INSERT INTO city (name, state) VALUES ('Quixotic Falls', 'S')",
+    )
     assert version.startswith(embedded.server_major() + ".")
     assert [row["name"] for row in rows] == ["Quixotic Falls"]
     assert "Bitmap Index Scan on city_name_trgm" in plan, plan
