@@ -64,9 +64,11 @@ def issue_cursor(case) -> None:
         return  # the other parameters already make it a 422 (a finding of its own)
     seed = sum(map(ord, str(case.query["cursor"])))
     row = {"id": seed + 1}
-    for field in resource.fields:
-        text = field.schema.get("type") == "string"
-        row[field.name] = "m" * (seed % 2 + 2) if text else seed
+    for field in resource.fields:  # a key value its field's schema allows
+        if field.schema.get("type") == "string":
+            row[field.name] = "m" * min(seed % 3 + 1, field.schema.get("maxLength", 100))
+        else:
+            row[field.name] = seed
     case.query["cursor"] = cursor_after(resource, query, row)
 
 
