@@ -20,7 +20,6 @@ from typing import Any
 # was created and last written (store.TOUCH moves updated_at forward on every write).
 ID = "id"
 TIMESTAMPS = ("created_at", "updated_at")
-BIGINT_MAX = 2**63 - 1
 
 # A rule turns an untrusted JSON value into (checked value, None) or (None, reason).
 Rule = Callable[[Any], tuple[Any, Any]]
