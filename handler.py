@@ -53,6 +53,7 @@ def migrate(event: dict[str, Any] | None = None, context: Any = None) -> dict[st
 def _apply_migrations() -> dict[str, Any]:
     from cities.migrate import migrate as apply_migrations  # not needed to serve requests
 
+    url = None
     try:
         ssm.load(app.config)  # secrets named by *_SSM_PARAMETER; a missing one fails loudly here
         url = config.migrations_url(app.config)
@@ -64,6 +65,6 @@ def _apply_migrations() -> dict[str, Any]:
             connect_budget=app.config["DB_CONNECT_BUDGET"],
         )
     except Exception as exc:
-        raise MigrationFailed(masked_error(exc, config.migrations_url(app.config))) from None
+        raise MigrationFailed(masked_error(exc, url)) from None
     logging.getLogger("cities").info("migrations: %s", result)
     return result

@@ -51,14 +51,15 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 def _migrate(settings: dict) -> dict:
+    url = config.migrations_url(settings)
     try:
         return migrate(
-            config.migrations_url(settings),
+            url,
             connect_timeout=settings["DB_CONNECT_TIMEOUT"],
             connect_budget=settings["DB_CONNECT_BUDGET"],
         )
     except Exception as exc:  # libpq repeats a malformed URL: never print it unmasked
-        sys.exit(f"migration failed: {masked_error(exc, config.migrations_url(settings))}")
+        sys.exit(f"migration failed: {masked_error(exc, url)}")
 
 
 def main(argv: list[str] | None = None) -> None:
