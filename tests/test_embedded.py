@@ -20,8 +20,9 @@ import pytest
 
 from cities import embedded
 from tests.conftest import run_sql
+from tests.pg_cluster import free_port
 from tests.test_city_store import list_with_plan
-from tests.test_main import REPO, cli_env, free_port
+from tests.test_main import REPO, cli_env
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("TEST_DATABASE_URL")),
                                 reason="TEST_DATABASE_URL replaces the embedded server")

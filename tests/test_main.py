@@ -14,6 +14,7 @@ from pathlib import Path
 import psycopg2
 
 from cities.migrate import migrate
+from tests.pg_cluster import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,12 +49,6 @@ def test_migrate_reports_a_refused_migration(empty_database_url):
     assert result.returncode == 1
     assert "migration failed" in result.stderr
     assert "was changed after it was applied" in result.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve_and_call(cwd: Path, env: dict[str, str]) -> tuple[str, list[tuple[int, object]]]:

@@ -18,16 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.pg_cluster import free_port
 from tests.test_artifact import build_zip
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_SECONDS = 90
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def call(method: str, url: str, body: dict | None = None, headers: dict | None = None):
