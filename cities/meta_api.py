@@ -6,6 +6,7 @@ from flask import Blueprint, Response, current_app, jsonify
 
 from .db import get_db
 from .errors import SCHEMA_MISSING, ServiceUnavailable
+from .request_log import NO_STORE
 
 bp = Blueprint("meta", __name__)
 
@@ -19,7 +20,10 @@ def health() -> Response:
     expected = migrate.latest_version()
     if version < expected:
         raise ServiceUnavailable(SCHEMA_MISSING)
-    return jsonify({"status": "ok", "database": "ok", "schema_version": version})
+    response = jsonify({"status": "ok", "database": "ok", "schema_version": version})
+    # Never kept, not even to revalidate: an "ok" served by a cache would hide an outage.
+    response.headers["Cache-Control"] = NO_STORE
+    return response
 
 
 @bp.get("/openapi.json")

@@ -99,12 +99,32 @@ class MaskSecrets(logging.Filter):
         return True
 
 
+# How caches may keep a response (RFC 9111). Without Cache-Control a shared cache picks its own
+# lifetime (Varnish 120 s, nginx's proxy_cache_valid) and serves old versions after a write.
+NO_STORE = "no-store"
+# A read may be stored but never reused unasked: the cache revalidates with the ETag (a 304
+# without body) or fetches anew. The one place a per-stage opt-in `max-age` would go.
+READS = "no-cache"
+
+
+def cache_control(method: str, status: int, chosen: str | None) -> str:
+    """A response's Cache-Control: writes and errors are never stored (a cached 404 or 503 would
+    outlive its cause); a read keeps what its route chose (`/health`, the docs' assets), else
+    `READS`."""
+    if method in WRITE_METHODS or status >= 400:
+        return NO_STORE
+    return chosen or READS
+
+
 def _finish(response: Response) -> Response:
-    """Security headers on every response, then its log line (one hook: this runs per request)."""
+    """Security and cache headers on every response, then its log line (one hook: this runs
+    per request)."""
     req = request._get_current_object()  # one context lookup, not one per attribute
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    if req.method in WRITE_METHODS or response.status_code >= 400:
-        response.headers["Cache-Control"] = "no-store"
+    headers = response.headers
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Cache-Control"] = cache_control(
+        req.method, response.status_code, headers.get("Cache-Control")
+    )
     if log.isEnabledFor(logging.INFO):
         _log_request(req, response)
     return response

@@ -10,15 +10,20 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psycopg2
 import pytest
 from psycopg2.extensions import make_dsn
+from werkzeug.exceptions import NotFound
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+from werkzeug.serving import make_server
 
 from cities.migrate import migrate
 from tests.lambda_events import Client
@@ -244,3 +249,17 @@ def served_operations(app: Any) -> set[tuple[str, str]]:
         if not rule.endpoint.startswith("docs.")
         for method in rule.methods - {"HEAD", "OPTIONS"}
     }
+
+
+@contextmanager
+def local_server(app: Any, prefix: str) -> Iterator[str]:
+    """`app` behind a real HTTP server on a free 127.0.0.1 port, mounted at `prefix`."""
+    wsgi = DispatcherMiddleware(NotFound(), {prefix: app}) if prefix else app
+    server = make_server("127.0.0.1", 0, wsgi, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}{prefix}"
+    finally:
+        server.shutdown()
+        thread.join()

@@ -13,9 +13,7 @@ import json
 import os
 import re
 import shutil
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +21,9 @@ from urllib.parse import urlsplit
 from urllib.request import urlopen
 
 import pytest
-from werkzeug.exceptions import NotFound
-from werkzeug.middleware.dispatcher import DispatcherMiddleware
-from werkzeug.serving import make_server
 
 from cities import create_app
+from tests.conftest import local_server
 from tests.test_offline import run_offline
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -57,20 +53,6 @@ document.addEventListener("securitypolicyviolation", (e) => {
 class Deployment:
     url: str  # the API's root, as the browser reaches it
     api_key: str
-
-
-@contextmanager
-def local_server(app: Any, prefix: str) -> Iterator[str]:
-    """`app` behind a real HTTP server on a free 127.0.0.1 port, mounted at `prefix`."""
-    wsgi = DispatcherMiddleware(NotFound(), {prefix: app}) if prefix else app
-    server = make_server("127.0.0.1", 0, wsgi, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.port}{prefix}"
-    finally:
-        server.shutdown()
-        thread.join()
 
 
 @pytest.fixture(params=["rest-api-stage-prefix", "make-offline"])
