@@ -47,10 +47,11 @@ def migrate(event: dict[str, Any] | None = None, context: Any = None) -> dict[st
 
     if custom_resource.is_request(event):
         return custom_resource.handle(event, context, _apply_migrations)
-    return _apply_migrations()
+    return _apply_migrations(custom_resource.run_deadline(context))
 
 
-def _apply_migrations() -> dict[str, Any]:
+def _apply_migrations(deadline: float | None = None) -> dict[str, Any]:
+    """Run the migrations, stopping cleanly at `deadline` (a `time.monotonic()` value)."""
     from cities.migrate import migrate as apply_migrations  # not needed to serve requests
 
     url = None
@@ -63,6 +64,7 @@ def _apply_migrations() -> dict[str, Any]:
             url,
             connect_timeout=app.config["DB_CONNECT_TIMEOUT"],
             connect_budget=app.config["DB_CONNECT_BUDGET"],
+            deadline=deadline,
         )
     except Exception as exc:
         raise MigrationFailed(masked_error(exc, url)) from None

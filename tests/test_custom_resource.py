@@ -4,15 +4,19 @@ old API code still serving, when they fail."""
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import psycopg2
 import pytest
 
 from cities import custom_resource
-from cities.migrate import load_migrations
-from tests.conftest import run_sql
+from cities.migrate import LOCK_TIMEOUT_S, load_migrations, migrate
+from tests.conftest import open_connections, run_sql
 from tests.response_url import ResponseURL, request
 
 SHIPPED = [m.name for m in load_migrations()]
@@ -108,19 +112,167 @@ def test_reasons_mask_credentials_and_keep_one_line() -> None:
     assert reason == "RuntimeError: bad postgresql://***@h/db and host=h password=*** x"
 
 
-def test_a_run_about_to_time_out_answers_failed_once_before_the_function_dies(
+def test_a_run_that_does_not_stop_at_its_deadline_still_gets_one_failed_answer_in_time(
     response_url: ResponseURL,
 ) -> None:
-    def slow() -> dict:
-        time.sleep(0.6)
+    """A run stuck where no cancel reaches (a database that stopped answering) is not waited
+    for past ANSWER_MARGIN_S before the timeout, and its late end sends no second answer."""
+    release = threading.Event()
+    deadlines: list[float | None] = []
+
+    def stuck(deadline: float | None) -> dict:
+        deadlines.append(deadline)
+        release.wait(60)
         return {"version": 4, "applied": []}
 
-    margin = custom_resource.TIMEOUT_MARGIN_S
-    context = LambdaContext(remaining_ms=int((margin + 0.2) * 1000))
-    custom_resource.handle(request(response_url.url), context, slow)
+    remaining_s = custom_resource.ANSWER_MARGIN_S + 1
+    context = LambdaContext(remaining_ms=int(remaining_s * 1000))
+    started = time.monotonic()
+    custom_resource.handle(request(response_url.url), context, stuck)
+    took = time.monotonic() - started
+    release.set()
+
+    assert took < remaining_s  # answered while the function was still alive
+    (runner,) = [t for t in threading.enumerate() if t.name == "migrations"]
+    runner.join(10)
     (answer,) = response_url.received  # the late success is not sent as a second answer
     assert answer["Status"] == "FAILED"
-    assert "timeout" in answer["Reason"]
+    assert "had not ended" in answer["Reason"] and "schema_migrations" in answer["Reason"]
+    # The run was told to stop TIMEOUT_MARGIN_S before the function's end (already past here).
+    assert deadlines[0] <= context.deadline - custom_resource.TIMEOUT_MARGIN_S + 0.001
+
+
+# --- the deadline on a real run: a FAILED answer hides no commit ---------------------------
+
+
+def migrations_in(tmp_path: Path, files: dict[str, str]) -> Path:
+    """A migrations directory holding exactly `files` (name: SQL)."""
+    directory = tmp_path / "migrations"
+    directory.mkdir()
+    for name, sql in files.items():
+        (directory / name).write_text(sql)
+    return directory
+
+
+def answer_to(url: str, directory: Path, response_url: ResponseURL,
+              context: LambdaContext) -> tuple[dict, float]:
+    """Run `directory`'s migrations on `url` as the migrate function would; its one answer and
+    how long the function took to give it."""
+    started = time.monotonic()
+    custom_resource.handle(request(response_url.url), context,
+                           lambda deadline: migrate(url, directory=directory, deadline=deadline))
+    took = time.monotonic() - started
+    (answer,) = response_url.received
+    return answer, took
+
+
+def ledger(url: str) -> list[str]:
+    """The files schema_migrations records as applied (none when it does not exist yet)."""
+    if run_sql(url, "SELECT to_regclass('schema_migrations') IS NULL") == [(True,)]:
+        return []
+    return [name for (name,) in run_sql(url, "SELECT name FROM schema_migrations ORDER BY 1")]
+
+
+def tables(url: str, *names: str) -> list[str]:
+    """Which of `names` exist."""
+    return [name for name in names
+            if run_sql(url, "SELECT to_regclass(%s) IS NOT NULL", (name,)) == [(True,)]]
+
+
+def no_migrate_session_left(url: str) -> bool:
+    """The run's connection is gone: nothing of it can commit any more."""
+    return open_connections(url, "cities-migrate") == 0
+
+
+def test_a_migration_running_at_the_deadline_is_cancelled_and_nothing_of_it_commits(
+    empty_database_url: str, response_url: ResponseURL, tmp_path: Path
+) -> None:
+    remaining_s = custom_resource.TIMEOUT_MARGIN_S + 3
+    directory = migrations_in(tmp_path, {
+        "0001_first.sql": "CREATE TABLE first_done (id int);\n",
+        # Runs far past the function's timeout unless cancelled.
+        "0002_slow.sql": f"CREATE TABLE slow_done (id int);\nSELECT pg_sleep({2 * remaining_s});\n",
+        "0003_after.sql": "CREATE TABLE after_slow (id int);\n",
+    })
+    answer, took = answer_to(empty_database_url, directory, response_url,
+                             LambdaContext(remaining_ms=remaining_s * 1000))
+
+    assert answer["Status"] == "FAILED"
+    assert tables(empty_database_url, "slow_done", "after_slow") == []
+    applied = ledger(empty_database_url)
+    assert applied in ([], ["0001_first.sql"])  # the deadline falls in 0002 (or, slower, before)
+    # The reason says what the database holds.
+    assert "stopped before the migrate function's timeout" in answer["Reason"]
+    assert f"this run applied {', '.join(applied) or 'nothing'}" in answer["Reason"]
+    assert took < remaining_s  # answered while the function was alive, not after the sleep
+    # ...and nothing commits later either: the run's session is gone, the ledger unchanged.
+    assert no_migrate_session_left(empty_database_url)
+    assert ledger(empty_database_url) == applied
+    assert tables(empty_database_url, "slow_done", "after_slow") == []
+
+
+def test_a_table_another_session_holds_fails_the_migration_as_a_lock_timeout_in_time(
+    empty_database_url: str, response_url: ResponseURL, tmp_path: Path
+) -> None:
+    run_sql(empty_database_url, "CREATE TABLE held (id int)")
+    holder = psycopg2.connect(empty_database_url)  # a session idle in its transaction
+    with holder.cursor() as cur:
+        cur.execute("SELECT count(*) FROM held")
+    # So that a run which ignores its lock timeout cannot hang the test: the holder lets go.
+    safety = threading.Timer(60, holder.rollback)
+    safety.start()
+    remaining_s = custom_resource.TIMEOUT_MARGIN_S + 6
+    run_budget_s = remaining_s - custom_resource.TIMEOUT_MARGIN_S
+    directory = migrations_in(tmp_path, {"0001_extend_held.sql": "ALTER TABLE held ADD extra int;"})
+    try:
+        answer, took = answer_to(empty_database_url, directory, response_url,
+                                 LambdaContext(remaining_ms=remaining_s * 1000))
+        holder_pid = holder.get_backend_pid()
+    finally:
+        safety.cancel()
+        holder.rollback()
+        holder.close()
+
+    assert answer["Status"] == "FAILED"
+    reason = answer["Reason"]
+    waited = re.search(r"waited ([\d.]+) s for a lock held by another session on held \(pid (\d+)",
+                       reason)
+    assert waited, reason
+    # At most LOCK_TIMEOUT_S and half the run's time: the lock timeout, not the deadline's
+    # cancel, ended it, well before the function's end.
+    assert float(waited[1]) <= min(LOCK_TIMEOUT_S, run_budget_s / 2)
+    assert int(waited[2]) == holder_pid
+    assert "ALTER" not in reason and "stopped before" not in reason
+    assert took < remaining_s
+    assert ledger(empty_database_url) == []
+    # Once the holder has gone, nothing of the run commits later.
+    assert no_migrate_session_left(empty_database_url)
+    assert ledger(empty_database_url) == []
+    columns = run_sql(empty_database_url, "SELECT column_name FROM information_schema.columns "
+                                          "WHERE table_name = 'held'")
+    assert columns == [("id",)]
+
+
+def test_a_run_that_ends_before_its_deadline_answers_success(
+    empty_database_url: str, response_url: ResponseURL, tmp_path: Path
+) -> None:
+    directory = migrations_in(tmp_path, {
+        "0001_first.sql": "CREATE TABLE first_done (id int);\n",
+        "0002_second.sql": "SELECT pg_sleep(0.2);\nCREATE TABLE second_done (id int);\n",
+    })
+    answer, _ = answer_to(empty_database_url, directory, response_url, LambdaContext())
+    assert answer["Status"] == "SUCCESS"
+    assert answer["Data"] == {"Version": "2", "Applied": "2"}
+    assert ledger(empty_database_url) == ["0001_first.sql", "0002_second.sql"]
+
+
+def test_a_direct_invocation_also_stops_before_the_timeout(migrate_to, empty_database_url) -> None:
+    """`osls invoke -f migrate` with no time left: a clear error, and nothing was started."""
+    migrate = migrate_to(empty_database_url)
+    context = LambdaContext(remaining_ms=int(custom_resource.TIMEOUT_MARGIN_S * 1000) - 1000)
+    with pytest.raises(RuntimeError, match="did not start: no time was left"):
+        migrate({}, context)
+    assert ledger(empty_database_url) == []
 
 
 def test_a_direct_invocation_still_returns_the_result(migrate_to, database_url: str) -> None:

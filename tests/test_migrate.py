@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg2
 import pytest
 
-from cities.migrate import MIGRATIONS_DIR, MigrationError, latest_version, load_migrations, migrate
+from cities.migrate import (
+    LOCK_ID,
+    MIGRATIONS_DIR,
+    DeadlineReached,
+    MigrationError,
+    latest_version,
+    load_migrations,
+    migrate,
+)
 from tests.conftest import run_sql
 
 SHIPPED = [m.name for m in load_migrations()]
@@ -141,6 +150,86 @@ def test_a_lock_holder_delays_a_run_only_while_its_transaction_lasts(empty_datab
     runner.join(10)
     assert result["applied"] == SHIPPED
     holder.close()
+
+
+# --- the deadline (the migrate function's, before Lambda kills it) ------------------------
+
+# Time a test run has before its deadline; generous, since only the truth after it is checked.
+RUN_S = 2.0
+
+
+def applied_files(url: str) -> list[str]:
+    if run_sql(url, "SELECT to_regclass('schema_migrations') IS NULL") == [(True,)]:
+        return []
+    return [name for (name,) in run_sql(url, "SELECT name FROM schema_migrations ORDER BY 1")]
+
+
+def only(directory: Path, name: str, sql: str) -> Path:
+    """`directory` holding just one migration file."""
+    for path in directory.glob("*.sql"):
+        path.unlink()
+    (directory / name).write_text(sql)
+    return directory
+
+
+def test_a_run_whose_deadline_has_passed_starts_nothing(empty_database_url):
+    with pytest.raises(DeadlineReached, match=r"did not start.*applied nothing"):
+        migrate(empty_database_url, deadline=time.monotonic())
+    assert run_sql(empty_database_url, "SELECT to_regclass('schema_migrations')") == [(None,)]
+
+
+def test_a_run_waiting_for_another_runs_lock_at_its_deadline_stops_with_nothing_applied(
+    empty_database_url,
+):
+    holder = psycopg2.connect(empty_database_url)
+    with holder.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_ID,))
+    safety = threading.Timer(RUN_S * 10, holder.rollback)  # a run that never stops ends too
+    safety.start()
+    try:
+        with pytest.raises(DeadlineReached, match="waiting for another run of the migrations"):
+            migrate(empty_database_url, deadline=time.monotonic() + RUN_S)
+    finally:
+        safety.cancel()
+        holder.rollback()
+        holder.close()
+    assert applied_files(empty_database_url) == []
+
+
+def test_a_migration_that_swallows_the_cancel_is_still_rolled_back(empty_database_url,
+                                                                    migrations_dir):
+    """Past the deadline no COMMIT goes out, even when the statement outlived the cancel."""
+    only(migrations_dir, "0900_stubborn.sql", f"""
+        DO $$ BEGIN PERFORM pg_sleep({RUN_S * 10});
+        EXCEPTION WHEN query_canceled THEN NULL; END $$;
+        CREATE TABLE stubborn (id int);
+    """)
+    with pytest.raises(DeadlineReached, match="applied nothing"):
+        migrate(empty_database_url, directory=migrations_dir,
+                deadline=time.monotonic() + RUN_S)
+    assert applied_files(empty_database_url) == []
+    assert run_sql(empty_database_url, "SELECT to_regclass('stubborn')") == [(None,)]
+
+
+def test_a_commit_still_running_at_the_deadline_is_cancelled_and_rolled_back(
+    empty_database_url, migrations_dir
+):
+    """A deferred trigger makes the COMMIT itself slow: the cancel reaches it, and the ledger
+    (read back, since a COMMIT that raised may still have committed) confirms the rollback."""
+    only(migrations_dir, "0900_slow_commit.sql", f"""
+        CREATE TABLE slow_commit (id int);
+        CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql
+            AS $$ BEGIN PERFORM pg_sleep({RUN_S * 10}); RETURN NULL; END $$;
+        CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON slow_commit
+            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit();
+        INSERT INTO slow_commit VALUES (1);
+    """)
+    started = time.monotonic()
+    with pytest.raises(DeadlineReached, match="applied nothing"):
+        migrate(empty_database_url, directory=migrations_dir, deadline=started + RUN_S)
+    assert time.monotonic() - started < RUN_S * 10  # not after the trigger's sleep
+    assert applied_files(empty_database_url) == []
+    assert run_sql(empty_database_url, "SELECT to_regclass('slow_commit')") == [(None,)]
 
 
 def test_driver_errors_become_migration_errors(empty_database_url):
