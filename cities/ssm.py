@@ -27,7 +27,7 @@ from flask import Flask, current_app
 
 from . import config
 from .errors import ServiceUnavailable
-from .request_log import remember_secrets
+from .secrets_mask import remember_connection_strings, remember_keys
 
 log = logging.getLogger("cities")
 
@@ -124,10 +124,10 @@ def load(settings: MutableMapping[str, Any]) -> None:
         value = values[name]
         if setting == "API_KEYS":
             settings.update(config.api_key_settings(value, f"API_KEYS_SSM_PARAMETER ({name})"))
-            remember_secrets(*settings["API_KEYS"])
+            remember_keys(*settings["API_KEYS"])
         else:
             settings[setting] = value
-            remember_secrets(value)
+            remember_connection_strings(value)
     settings["SSM_LOADED"] = True
     described = f"; {config.describe_api_keys(settings)}" if "API_KEYS" in wanted else ""
     log.info("configuration read from SSM: %s%s", ", ".join(sorted(wanted)), described)
