@@ -15,7 +15,7 @@ import serverless_wsgi
 
 from cities import config, create_app, ssm
 from cities.gateway import bad_event_response
-from cities.request_log import masked_error
+from cities.secrets_mask import masked_error
 
 app = create_app()
 

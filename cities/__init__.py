@@ -41,12 +41,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if "API_KEYS" not in app.config.get("SSM_PARAMETERS", {}):
         log.info(config.describe_api_keys(app.config))
 
-    from . import db, docs_api, errors, meta_api, request_log, resource_api, ssm
+    from . import db, docs_api, errors, meta_api, request_log, resource_api, secrets_mask, ssm
     from .gateway import GatewayPaths
 
-    request_log.remember_secrets(
-        app.config["DATABASE_URL"], app.config["MIGRATIONS_DATABASE_URL"], *app.config["API_KEYS"]
+    secrets_mask.remember_connection_strings(
+        app.config["DATABASE_URL"], app.config["MIGRATIONS_DATABASE_URL"]
     )
+    secrets_mask.remember_keys(*app.config["API_KEYS"])
 
     db.init_app(app)
     errors.init_app(app)

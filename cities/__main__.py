@@ -17,14 +17,14 @@ import sys
 
 from . import config
 from .migrate import migrate
-from .request_log import masked_error, remember_secrets
+from .secrets_mask import masked_error, remember_connection_strings
 
 
 def _configure(command: str) -> tuple[dict, str]:
     """Settings plus a description for humans: the configured database, else the embedded one."""
     config.load_dotenv_if_present()
     settings = config.from_env()
-    remember_secrets(settings["DATABASE_URL"], settings["MIGRATIONS_DATABASE_URL"])
+    remember_connection_strings(settings["DATABASE_URL"], settings["MIGRATIONS_DATABASE_URL"])
     if settings["DATABASE_URL"] or (command == "migrate" and config.migrations_url(settings)):
         return settings, "the database from DATABASE_URL / MIGRATIONS_DATABASE_URL"
     from . import embedded

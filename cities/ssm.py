@@ -17,17 +17,18 @@ so no secret sits in the function's configuration or the CloudFormation template
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
 from flask import Flask, current_app
 
 from . import config
 from .errors import ServiceUnavailable
-from .request_log import remember_secrets
+from .secrets_mask import remember_connection_strings, remember_keys
 
 log = logging.getLogger("cities")
 
@@ -49,6 +50,9 @@ _cache: dict[str, str] = {}  # parameter name -> decrypted value, for this conta
 _failures: dict[tuple[str, ...], tuple[float, SsmConfigError]] = {}
 _lock = threading.Lock()
 _now = time.monotonic
+# botocore logs every response body at DEBUG, decrypted SecureStrings included, and Lambda's
+# application log level DEBUG puts the root logger there: these stay at INFO during a read.
+AWS_LOGGERS = ("botocore", "boto3", "urllib3")
 
 
 def clear_cache() -> None:
@@ -89,11 +93,37 @@ def fetch(names: list[str]) -> dict[str, str]:
         return {name: _cache[name] for name in names}
 
 
+@contextlib.contextmanager
+def _aws_debug_logs_off() -> Iterator[None]:
+    """Raise AWS_LOGGERS, and any of their children set below INFO, to INFO, then restore them.
+
+    Levels, not a filter: a logger's filter never sees the records of its children
+    (`botocore.parsers` logs the bodies), and the handlers are Lambda's, not ours.
+    """
+    tops = [logging.getLogger(name) for name in AWS_LOGGERS]
+    children = [
+        logger for name, logger in list(logging.Logger.manager.loggerDict.items())
+        if name.startswith(tuple(f"{top}." for top in AWS_LOGGERS))
+        and isinstance(logger, logging.Logger) and logging.NOTSET < logger.level < logging.INFO
+    ]
+    lowered = [(logger, logger.level) for logger in tops
+               if logger.getEffectiveLevel() < logging.INFO]
+    lowered += [(logger, logger.level) for logger in children]
+    for logger, _ in lowered:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for logger, level in lowered:
+            logger.setLevel(level)
+
+
 def _read(missing: tuple[str, ...]) -> None:
     """One `GetParameters` call for `missing`; the values go to the cache (lock held)."""
     names = list(missing)
     try:
-        reply = _client().get_parameters(Names=names, WithDecryption=True)
+        with _aws_debug_logs_off():
+            reply = _client().get_parameters(Names=names, WithDecryption=True)
     except ImportError as exc:
         raise SsmConfigError(
             f"boto3 is needed to read SSM parameters {names} but is not installed"
@@ -124,10 +154,10 @@ def load(settings: MutableMapping[str, Any]) -> None:
         value = values[name]
         if setting == "API_KEYS":
             settings.update(config.api_key_settings(value, f"API_KEYS_SSM_PARAMETER ({name})"))
-            remember_secrets(*settings["API_KEYS"])
+            remember_keys(*settings["API_KEYS"])
         else:
             settings[setting] = value
-            remember_secrets(value)
+            remember_connection_strings(value)
     settings["SSM_LOADED"] = True
     described = f"; {config.describe_api_keys(settings)}" if "API_KEYS" in wanted else ""
     log.info("configuration read from SSM: %s%s", ", ".join(sorted(wanted)), described)

@@ -233,3 +233,37 @@ def test_boto3_is_imported_only_when_a_parameter_is_read(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "False"]
     assert "DATABASE_URL is not set" not in result.stderr  # it is named, to be read from SSM
+
+
+@pytest.mark.parametrize("debug_logger", ["root", "botocore", "botocore.parsers"])
+def test_debug_logging_never_records_a_decrypted_value(
+    aws: list, database_url: str, sql: Any, caplog: pytest.LogCaptureFixture, debug_logger: str
+) -> None:
+    """Lambda's application log level DEBUG puts the root logger at DEBUG, where botocore logs
+    every response body; an operator may also have turned botocore's own loggers up."""
+    secret_key = "k3y-Decrypted-From-SSM"
+    put_secure(f"{PREFIX}/database-url", database_url)
+    put_secure(f"{PREFIX}/api-keys", secret_key)
+    name = None if debug_logger == "root" else debug_logger
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger=name)
+    app = app_from_env({k: v for k, v in SSM_ENV.items() if not k.startswith("MIGRATIONS")})
+    assert client_for(app).get("/health").status == 200  # the values were read and used
+    assert aws  # through a real GetParameters call
+    for record in caplog.records:
+        message = record.getMessage()
+        assert secret_key not in message and database_url not in message, record.name
+    assert logging.getLogger(name).level == logging.DEBUG  # restored after the read
+
+
+def test_keys_read_from_ssm_are_masked_whatever_their_characters(
+    aws: list, database_url: str, sql: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    keys = ("ssm@k3y=", "U1NNLWtleS10d28==")  # base64 padding, an @: never taken for a URL
+    put_secure(f"{PREFIX}/database-url", database_url)
+    put_secure(f"{PREFIX}/api-keys", ",".join(keys))
+    app = app_from_env({k: v for k, v in SSM_ENV.items() if not k.startswith("MIGRATIONS")})
+    assert client_for(app).get("/health").status == 200
+    with caplog.at_level(logging.INFO, logger="cities"):
+        logging.getLogger("cities").error("keys %s and %s", *keys)
+    assert caplog.records[-1].getMessage() == "keys *** and ***"
