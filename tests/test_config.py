@@ -176,6 +176,14 @@ def test_the_longest_times_in_range_fit_in_the_api_function():
     assert ssm_worst + budget + statement < api["timeout"]
 
 
+def test_every_setting_is_documented():
+    readme = (REPO / "README.md").read_text()
+    example = (REPO / ".env.example").read_text()
+    for name in config.BY_NAME:
+        assert f"`{name}`" in readme, name
+        assert re.search(rf"^(# )?{name}=", example, re.MULTILINE), name
+
+
 def test_api_keys_are_comma_separated_and_trimmed():
     assert config.parse_api_keys(" a , b,,c ") == ("a", "b", "c")
     assert config.parse_api_keys("") == ()
