@@ -3,7 +3,7 @@
 `api` serves HTTP through serverless-wsgi (HTTP API, REST API, Function URL and ALB events);
 `migrate` applies schema migrations at deploy time, before the API's new code takes traffic.
 Importing this module builds the app but opens no connection, so init stays fast and survives
-missing configuration.
+missing or out-of-range configuration (cities.config: logged, never raised).
 """
 
 from __future__ import annotations

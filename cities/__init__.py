@@ -41,8 +41,17 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if "API_KEYS" not in app.config.get("SSM_PARAMETERS", {}):
         log.info(config.describe_api_keys(app.config))
 
-    from . import db, docs_api, errors, meta_api, request_log, resource_api, secrets_mask, ssm
-    from .gateway import GatewayPaths
+    from . import (
+        db,
+        docs_api,
+        errors,
+        gateway,
+        meta_api,
+        request_log,
+        resource_api,
+        secrets_mask,
+        ssm,
+    )
 
     secrets_mask.remember_connection_strings(
         app.config["DATABASE_URL"], app.config["MIGRATIONS_DATABASE_URL"]
@@ -53,6 +62,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     request_log.init_app(app)
     ssm.init_app(app)
+    gateway.init_app(app)
     if "RESOURCES" not in app.config:
         from .city import CITY
 
@@ -62,5 +72,5 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.register_blueprint(resource_api.blueprint(resource))
     app.register_blueprint(meta_api.bp)
     app.register_blueprint(docs_api.bp)
-    app.wsgi_app = GatewayPaths(app.wsgi_app, app.config)
+    app.wsgi_app = gateway.GatewayPaths(app.wsgi_app, app.config)
     return app

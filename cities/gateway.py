@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .errors import error_document
+from .errors import ServiceUnavailable, error_document
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -94,6 +94,11 @@ def public_host(environ: Mapping[str, Any], public_hosts: Iterable[str] = ()) ->
     return None
 
 
+def is_host(text: str) -> bool:
+    """Whether `text` is a host as `public_host` accepts one (config checks PUBLIC_HOSTS so)."""
+    return _HOST.fullmatch(text) is not None
+
+
 def absolute_urls(environ: Mapping[str, Any]) -> bool:
     """Whether URLs built for this request may be absolute (`url_for(..., _external=...)`)."""
     return environ.get(PUBLIC_HOST, False)
@@ -134,3 +139,20 @@ class GatewayPaths:
                 environ["wsgi.url_scheme"] = "http"  # serverless-offline sets IS_OFFLINE
             environ.pop("HTTP_TRANSFER_ENCODING", None)
         return self.app(environ, start_response)
+
+
+def _refuse_lambda_events() -> None:
+    """With API_GATEWAY_BASE_PATH out of range serverless-wsgi cannot tell the base path from the
+    route: a request that came through Lambda answers 503 rather than a misleading 404."""
+    from flask import request
+
+    if "serverless.event" in request.environ:
+        raise ServiceUnavailable(
+            "The service is not configured: its API Gateway base path setting is invalid."
+        )
+
+
+def init_app(app: Any) -> None:
+    """Refuse Lambda requests while API_GATEWAY_BASE_PATH is unusable (nothing otherwise)."""
+    if "API_GATEWAY_BASE_PATH" in app.config.get("UNUSABLE_SETTINGS", ()):
+        app.before_request(_refuse_lambda_events)

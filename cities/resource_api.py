@@ -22,7 +22,13 @@ from . import idempotency, store
 from .auth import WRITE_METHODS, check_write
 from .conditional import etag, if_match_holds, if_none_match_holds, write_condition
 from .db import commit, get_db, transaction
-from .errors import Conflict, NotFound, PreconditionFailed, PreconditionRequired
+from .errors import (
+    Conflict,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+    ServiceUnavailable,
+)
 from .gateway import absolute_urls
 from .listing import cursor_after, parse_list_query, parse_positive_id
 from .resource import Resource
@@ -45,7 +51,12 @@ def conflict(resource: Resource, error: pgerrors.UniqueViolation) -> Conflict:
 
 def precondition() -> tuple[str, list] | None:
     """This write's precondition as SQL, from If-Match / If-None-Match; with REQUIRE_IF_MATCH
-    set, 428 unless If-Match names a version (`*` would let an update be lost)."""
+    set, 428 unless If-Match names a version (`*` would let an update be lost); 503 while that
+    setting is out of range."""
+    if "REQUIRE_IF_MATCH" in current_app.config.get("UNUSABLE_SETTINGS", ()):
+        raise ServiceUnavailable(  # a security setting in doubt is not taken to be off
+            "Changes to existing items are disabled: the server's If-Match setting is invalid."
+        )
     if_match = request.headers.get("If-Match")
     if current_app.config.get("REQUIRE_IF_MATCH") and (
         if_match is None or if_match.strip() == "*"

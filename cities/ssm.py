@@ -149,6 +149,10 @@ def load(settings: MutableMapping[str, Any]) -> None:
     wanted: Mapping[str, str] = settings.get("SSM_PARAMETERS") or {}
     if not wanted or settings.get("SSM_LOADED"):
         return
+    unusable = [f"{setting}_SSM_PARAMETER" for setting in wanted
+                if f"{setting}_SSM_PARAMETER" in settings.get("UNUSABLE_SETTINGS", ())]
+    if unusable:  # its value stays unread: never fall back to the plain setting
+        raise SsmConfigError(f"not a valid SSM parameter name: {', '.join(unusable)}")
     values = fetch(list(wanted.values()))
     for setting, name in wanted.items():
         value = values[name]
