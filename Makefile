@@ -26,14 +26,14 @@ migrate: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-# tests/node.py says first, in one line, when the deploy checks cannot run (no Node.js 20.19+).
+# tests/support/node.py says first, in one line, when the deploy checks cannot run (no Node.js 20.19+).
 test: lint
-	@$(PY) -m tests.node
+	@$(PY) -m tests.support.node
 	$(PY) -m pytest --cov --cov-report=term --basetemp=.pytest-tmp
 
 # A long randomized fuzz run; `make test` runs the same tests with few, fixed examples.
 fuzz: $(STAMP)
-	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-1000} FUZZ_RANDOM=1 $(PY) -m pytest tests/test_fuzz.py -p no:cacheprovider \
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-1000} FUZZ_RANDOM=1 $(PY) -m pytest tests/fuzz/test_fuzz.py -p no:cacheprovider \
 		--basetemp=.pytest-tmp
 
 # Known vulnerabilities in the pinned runtime dependencies (needs the advisory service online).

@@ -3,7 +3,7 @@
 `api` serves HTTP through serverless-wsgi (HTTP API, REST API, Function URL and ALB events);
 `migrate` applies schema migrations at deploy time, before the API's new code takes traffic.
 Importing this module builds the app but opens no connection, so init stays fast and survives
-missing or out-of-range configuration (cities.config: logged, never raised).
+missing or out-of-range configuration (cities.ops.config: logged, never raised).
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from typing import Any
 
 import serverless_wsgi
 
-from cities import config, create_app, ssm
-from cities.gateway import bad_event_response
-from cities.secrets_mask import masked_error
+from cities import create_app
+from cities.http.gateway import bad_event_response
+from cities.ops import config, ssm
+from cities.ops.secrets_mask import masked_error
 
 app = create_app()
 
@@ -43,7 +44,7 @@ def migrate(event: dict[str, Any] | None = None, context: Any = None) -> dict[st
     chained traceback: Lambda prints both to CloudWatch and `make deploy` shows them, and libpq
     repeats a malformed URL, password included, in its errors.
     """
-    from cities import custom_resource  # not needed to serve requests
+    from cities.ops import custom_resource  # not needed to serve requests
 
     if custom_resource.is_request(event):
         return custom_resource.handle(event, context, _apply_migrations)
@@ -52,7 +53,7 @@ def migrate(event: dict[str, Any] | None = None, context: Any = None) -> dict[st
 
 def _apply_migrations(deadline: float | None = None) -> dict[str, Any]:
     """Run the migrations, stopping cleanly at `deadline` (a `time.monotonic()` value)."""
-    from cities.migrate import migrate as apply_migrations  # not needed to serve requests
+    from cities.db.migrate import migrate as apply_migrations  # not needed to serve requests
 
     url = None
     try:

@@ -263,10 +263,10 @@ def bench_request(url: str) -> dict[str, Any]:
     import psycopg2
     import serverless_wsgi
 
-    from cities.city import CITY
+    from cities.resources.city import CITY
 
     SELECT_BY_ID = CITY.select_by_id  # GET /cities/{id}'s query, run by every floor
-    from tests.lambda_events import http_api_event
+    from tests.support.lambda_events import http_api_event
 
     log(f"per request: {REQUESTS} interleaved rounds, TCP + SCRAM to a local PostgreSQL")
     os.environ["DATABASE_URL"] = url
@@ -274,7 +274,7 @@ def bench_request(url: str) -> dict[str, Any]:
     import handler
     from bench import fastapi_peer
     from cities import create_app
-    from cities.db import kept_connection
+    from cities.db.connection import kept_connection
 
     reuse_app = create_app({"DB_CONNECTION_REUSE": True})
 
@@ -417,7 +417,7 @@ def load(url: str, rows: int) -> float:
 
 def _conditions(params: dict[str, str]) -> tuple[str, list[Any]]:
     """The API's own filters (city_store), to count matches and find the deep page's row."""
-    from cities.city_store import Q_FILTER, STATE_FILTER, escape_like
+    from cities.db.city_store import Q_FILTER, STATE_FILTER, escape_like
 
     conds, args = ["true"], []
     if "state" in params:
@@ -438,8 +438,8 @@ def deep_cursor(conn: Any, params: dict[str, str]) -> tuple[str | None, int]:
     When fewer than a full page would follow that row (small tables), the cursor moves back so a
     full page does: a 20-row page at 10k rows is no fair match for a 100-row page at 1M.
     """
-    from cities.city import CITY
-    from cities.listing import ListQuery, cursor_after
+    from cities.http.listing import ListQuery, cursor_after
+    from cities.resources.city import CITY
 
     where, args = _conditions(params)
     sort = params.get("sort", "id")
@@ -468,9 +468,9 @@ def explain(url: str, params: dict[str, str], *, no_bitmap: bool = False) -> dic
     from psycopg2.extras import LoggingConnection
     from werkzeug.datastructures import MultiDict
 
-    from cities import store
-    from cities.city import CITY
-    from cities.listing import parse_list_query
+    from cities.db import store
+    from cities.http.listing import parse_list_query
+    from cities.resources.city import CITY
 
     class Capture(list):
         def write(self, text: str) -> None:
@@ -525,8 +525,8 @@ def explain_sql(
 
 def one_condition_probe(url: str, term: str) -> dict[str, Any]:
     """The term's page as one LIKE condition: how q searched before it went word by word."""
-    from cities.city import CITY
-    from cities.city_store import Q_FILTER, escape_like
+    from cities.db.city_store import Q_FILTER, escape_like
+    from cities.resources.city import CITY
 
     sql = f"SELECT {CITY.columns} FROM city WHERE {Q_FILTER} ORDER BY id LIMIT %s"
     return {"term": term, **explain_sql(url, sql, (escape_like(term), PAGE_SIZE + 1))}
@@ -545,9 +545,9 @@ def bench_scale(cluster: Any) -> dict[str, Any]:
     import serverless_wsgi
 
     from cities import create_app
-    from cities.db import kept_connection
-    from cities.migrate import migrate
-    from tests.lambda_events import http_api_event
+    from cities.db.connection import kept_connection
+    from cities.db.migrate import migrate
+    from tests.support.lambda_events import http_api_event
 
     # Load every size first, then time all their pages in one interleaved run: a ratio between
     # sizes is only honest when background load falls on both alike.
@@ -837,7 +837,7 @@ def main() -> int:
         if {"request", "scale", "memory"} & set(SECTIONS):
             cluster = BenchCluster(settings={"max_connections": "50"})
             cluster.start()
-            from cities.migrate import migrate
+            from cities.db.migrate import migrate
 
             with_conn = psycopg2_version_and_server(cluster.url())
             results["machine"].update(with_conn)

@@ -132,8 +132,8 @@ def run_mode(cluster: Any, pooler_factory: Any, mode: str, processes: int, reque
 def bench_fanin(cluster: Any, processes: int, requests: int, rounds: int,
                 env: dict[str, str]) -> dict[str, Any]:
     """Every mode `rounds` times, in a new random order each round; totals per mode."""
-    from cities.migrate import migrate
-    from tests.pgbouncer import PgBouncer, pgbouncer_binary
+    from cities.db.migrate import migrate
+    from tests.support.pgbouncer import PgBouncer, pgbouncer_binary
 
     if pgbouncer_binary() is None:
         return {"skipped": "pgbouncer is not installed (Debian: apt-get install pgbouncer)"}
@@ -200,7 +200,7 @@ def worker(url: str, reuse: bool, count: int, seed: int) -> None:
     os.environ.update(DATABASE_URL=url, DB_CONNECTION_REUSE="1" if reuse else "0")
     sys.path.insert(0, str(ROOT))
     import handler
-    from tests.lambda_events import http_api_event
+    from tests.support.lambda_events import http_api_event
 
     rng = random.Random(seed)
     events = [

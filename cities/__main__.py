@@ -15,9 +15,9 @@ import signal
 import socket
 import sys
 
-from . import config
-from .migrate import migrate
-from .secrets_mask import masked_error, remember_connection_strings
+from cities.db.migrate import migrate
+from cities.ops import config
+from cities.ops.secrets_mask import masked_error, remember_connection_strings
 
 
 def _configure(command: str) -> tuple[dict, str]:
@@ -27,7 +27,7 @@ def _configure(command: str) -> tuple[dict, str]:
     remember_connection_strings(settings["DATABASE_URL"], settings["MIGRATIONS_DATABASE_URL"])
     if settings["DATABASE_URL"] or (command == "migrate" and config.migrations_url(settings)):
         return settings, "the database from DATABASE_URL / MIGRATIONS_DATABASE_URL"
-    from . import embedded
+    from cities.ops import embedded
 
     settings["DATABASE_URL"] = embedded.start()
     return settings, (f"embedded PostgreSQL {embedded.server_major()} "
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _serve(args: argparse.Namespace, database_url: str) -> None:
-    from . import create_app
+    from cities import create_app
 
     app = create_app({"DATABASE_URL": database_url})
     app.run(host=args.host, port=args.port, threaded=True, use_reloader=args.reload)

@@ -27,15 +27,15 @@ def main(argv: list[str]) -> int:
         print("usage: offline.py -- COMMAND...", file=sys.stderr)
         return 2
     sys.path.insert(0, str(ROOT))
-    from cities import config
-    from cities.migrate import migrate
+    from cities.db.migrate import migrate
+    from cities.ops import config
 
     # Until the emulator runs, SIGTERM exits through the exit handlers that stop the server.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     config.load_dotenv_if_present(ROOT / ".env")
     url = os.environ.get("DATABASE_URL")
     if not url:
-        from cities import embedded
+        from cities.ops import embedded
 
         url = embedded.start(ROOT / embedded.DEFAULT_DATA_DIR)
         print(f"database: embedded PostgreSQL {embedded.server_major()} "

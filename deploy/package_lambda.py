@@ -37,13 +37,13 @@ PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
 APP_FILES = ("handler.py",)
 APP_PACKAGES = ("cities",)
 # Development-only modules of the app package: never imported on Lambda.
-APP_EXCLUDE = ("cities/embedded.py",)
+APP_EXCLUDE = ("cities/ops/embedded.py",)
 # What a dist-info folder keeps: METADATA (so importlib.metadata.version() still works), WHEEL
 # (the platform tags the suite checks) and the licence files the wheels ship; RECORD, INSTALLER,
 # REQUESTED, entry points and the like only serve pip.
 DIST_INFO_KEEP = ("METADATA", "WHEEL")
 # flask-swagger-ui ships the whole Swagger UI distribution; /docs serves only the bundle and its
-# CSS (cities/docs_api.py), so the standalone build, its preset and the OAuth2 page stay out.
+# CSS (cities/http/docs_api.py), so the standalone build, its preset and the OAuth2 page stay out.
 DEPENDENCY_EXCLUDE = (
     "flask_swagger_ui/dist/swagger-ui.js",
     "flask_swagger_ui/dist/swagger-ui-standalone-preset.js",

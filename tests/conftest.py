@@ -25,8 +25,8 @@ from werkzeug.exceptions import NotFound
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import make_server
 
-from cities.migrate import migrate
-from tests.lambda_events import Client
+from cities.db.migrate import migrate
+from tests.support.lambda_events import Client
 
 # The handler reads its configuration at import: pin every setting so a developer's `.env` or
 # shell cannot leak into the suite (python-dotenv never overrides variables already set).
@@ -47,7 +47,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
         return url
-    from cities import embedded
+    from cities.ops import embedded
 
     return embedded.start(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
 
@@ -89,9 +89,9 @@ def databases(server_url: str) -> Iterator[Databases]:
     dbs.drop_all()
 
 
-# The test-only resources' tables (tests/resources): created beside the shipped schema without
-# an entry in schema_migrations, so the database's schema version stays the shipped one.
-TEST_TABLES = Path(__file__).with_name("resources") / "create_country.sql"
+# The test-only resources' tables (tests/support/resources): created beside the shipped schema
+# without an entry in schema_migrations, so the database's schema version stays the shipped one.
+TEST_TABLES = Path(__file__).with_name("support") / "resources" / "create_country.sql"
 
 
 @pytest.fixture(scope="session")
@@ -142,7 +142,7 @@ def trgm_url(databases: Databases) -> str:
 @pytest.fixture(scope="session")
 def node() -> None:
     """Node.js for the deploy checks: they skip without it, except in CI, where they fail."""
-    from tests import node as node_check
+    from tests.support import node as node_check
 
     reason = node_check.problem()
     if reason and node_check.in_ci():
@@ -152,7 +152,7 @@ def node() -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """One line at the end when the deploy checks did not run (`tests/node.py`)."""
+    """One line at the end when the deploy checks did not run (`tests/support/node.py`)."""
     skipped = [report for report in terminalreporter.stats.get("skipped", [])
                if "deploy check NOT RUN" in str(report.longrepr)]
     if skipped:
@@ -214,8 +214,8 @@ def resources_client(database_url: str, sql: Any) -> Client:
     import serverless_wsgi
 
     from cities import create_app
-    from cities.city import CITY
-    from tests.resources.country import COUNTRY
+    from cities.resources.city import CITY
+    from tests.support.resources.country import COUNTRY
 
     app = create_app({"DATABASE_URL": database_url, "RESOURCES": (CITY, COUNTRY)})
     client = Client(lambda event, context: serverless_wsgi.handle_request(app, event, context))

@@ -1,0 +1,129 @@
+"""The SQL every declared resource shares, built from its declaration (cities.resources.resource).
+
+Values always travel as query parameters. Column and table names come from the declaration and
+the sort's SQL from its whitelisted sort keys, never from input.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg2.extensions import connection
+
+from cities.http.listing import ListQuery
+from cities.resources.resource import Resource
+
+# Each write moves `updated_at` forward, even within one transaction or clock tick.
+TOUCH = "updated_at = greatest(now(), updated_at + interval '1 microsecond')"
+
+
+def timestamp(value: datetime) -> str:
+    """RFC 3339 in UTC with a fixed precision, so clients can compare them as strings."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def as_json(resource: Resource, row: tuple[Any, ...] | None) -> dict[str, Any] | None:
+    """A row of `resource.columns` as its JSON object, by column name, timestamps formatted."""
+    if row is None:
+        return None
+    item = dict(zip(resource.column_names, row, strict=True))
+    item["created_at"] = timestamp(item["created_at"])
+    item["updated_at"] = timestamp(item["updated_at"])
+    return item
+
+
+def get(conn: connection, resource: Resource, item_id: int) -> dict[str, Any] | None:
+    with conn.cursor() as cur:
+        cur.execute(resource.select_by_id, (item_id,))
+        return as_json(resource, cur.fetchone())
+
+
+def list_page(
+    conn: connection, resource: Resource, query: ListQuery, limit: int
+) -> list[dict[str, Any]]:
+    """Up to `limit` rows matching `query`, in its order, after its cursor's row."""
+    conditions, params, prefix = resource.list_filter(conn, query)
+    sort = resource.sort_keys[query.sort]
+    key, descending = sort.columns, sort.descending
+    order = (*prefix, *key)
+    if query.after is not None:
+        # The page starts right after the cursor's row key. Behind a prefix (say, city's state)
+        # this stays on the sort key alone: after the = on the prefix, the index can start at a
+        # bound on its next columns, but not at a row comparison that repeats the prefix.
+        comparison = f"({', '.join(key)}) {'<' if descending else '>'} ({sort.placeholders})"
+        conditions = [*conditions, comparison]
+        params = [*params, *query.after]
+    order_by = ", ".join(f"{column} DESC" if descending else column for column in order)
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT {resource.columns} FROM {resource.table} {where} "
+            f"ORDER BY {order_by} LIMIT %s",
+            [*params, limit],
+        )
+        return [as_json(resource, row) for row in cur.fetchall()]
+
+
+def create(conn: connection, resource: Resource, fields: dict[str, Any]) -> dict[str, Any]:
+    """Insert the given fields (those left out get their column's default)."""
+    names = [f.name for f in resource.fields if f.name in fields]
+    with conn.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO {resource.table} ({', '.join(names)}) "
+            f"VALUES ({', '.join(['%s'] * len(names))}) RETURNING {resource.columns}",
+            [fields[name] for name in names],
+        )
+        return as_json(resource, cur.fetchone())
+
+
+def _where(when: tuple[str, list] | None) -> tuple[str, list]:
+    """`WHERE id = %s`, and the request's precondition when it has one (cities.http.conditional)."""
+    if when is None:
+        return "WHERE id = %s", []
+    return f"WHERE id = %s AND {when[0]}", when[1]
+
+
+def exists(conn: connection, resource: Resource, item_id: int) -> bool:
+    """Whether the row exists: asked only after a conditional write wrote nothing (412 or 404)."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT 1 FROM {resource.table} WHERE id = %s", (item_id,))
+        return cur.fetchone() is not None
+
+
+def update(
+    conn: connection, resource: Resource, item_id: int, fields: dict[str, Any], *,
+    replace: bool = False, when: tuple[str, list] | None = None,
+) -> dict[str, Any] | None:
+    """Set the given fields (a None value stores NULL); None when there is no such row, or
+    when it does not meet the precondition `when`.
+
+    `replace` (PUT) resets every field left out to its column's default, as a create would.
+    """
+    sets, params = [], []
+    for field in resource.fields:
+        if field.name in fields:
+            sets.append(f"{field.name} = %s")
+            params.append(fields[field.name])
+        elif replace:
+            sets.append(f"{field.name} = DEFAULT")
+    where, condition = _where(when)
+    with conn.cursor() as cur:
+        cur.execute(
+            f"UPDATE {resource.table} SET {', '.join(sets)}, {TOUCH} "
+            f"{where} RETURNING {resource.columns}",
+            [*params, item_id, *condition],
+        )
+        return as_json(resource, cur.fetchone())
+
+
+def delete(
+    conn: connection, resource: Resource, item_id: int, *, when: tuple[str, list] | None = None
+) -> dict[str, Any] | None:
+    where, condition = _where(when)
+    with conn.cursor() as cur:
+        cur.execute(
+            f"DELETE FROM {resource.table} {where} RETURNING {resource.columns}",
+            [item_id, *condition],
+        )
+        return as_json(resource, cur.fetchone())

@@ -1,0 +1,395 @@
+"""The OpenAPI 3.1 description of the API, served at `/openapi.json`.
+
+Each resource's paths and schemas are derived from its declaration
+(cities.resources.resource); the rest is data. The tests check every route and status against it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from cities.http.idempotency import KEY_PATTERN, TTL
+from cities.http.listing import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
+from cities.resources.resource import ID, TIMESTAMPS, Resource
+
+
+def _error_ref(description: str, *, retry: bool = False, extra: dict | None = None) -> dict:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    headers = dict(extra or {})
+    if retry:
+        headers["Retry-After"] = {
+            "description": "Seconds to wait before retrying.",
+            "schema": {"type": "string"},
+        }
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+_ERRORS: dict[str, dict] = {
+    "400": _error_ref("Malformed JSON body."),
+    "401": _error_ref(
+        "Writes need `Authorization: Bearer <key>` when the server has API keys set.",
+        extra={"WWW-Authenticate": {"schema": {"type": "string"}}},
+    ),
+    "412": _error_ref("If-Match (or If-None-Match) does not hold: the item has changed since "
+                      "that version was read. Nothing was written."),
+    "413": _error_ref("Body larger than 64 KiB."),
+    "415": _error_ref("Body is not `application/json` (UTF-8)."),
+    "422": _error_ref("Invalid content; `details` names each offending field."),
+    "428": _error_ref("The server requires If-Match on writes (REQUIRE_IF_MATCH)."),
+    "500": _error_ref("Unexpected server error."),
+    "503": _error_ref("Database unreachable or schema not migrated.", retry=True),
+}
+
+
+def _responses(
+    resource: Resource, success: dict[str, dict], *codes: str
+) -> dict[str, dict]:
+    errors = {
+        **_ERRORS,
+        "404": _error_ref(
+            f"No such {resource.singular}, or an id that is not a positive 64-bit integer."
+        ),
+        "409": _error_ref(" ".join(u.description for u in resource.uniques) or
+                          "A unique field's value is already taken."),
+    }
+    return {**success, **{code: errors[code] for code in (*codes, "500", "503")}}
+
+
+_ETAG = {
+    "description": "This version of the item (strong). Send it back in `If-Match` to write only "
+    "if the item has not changed since, or in `If-None-Match` to get 304 while it has not.",
+    "schema": {"type": "string"},
+}
+_IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "description": "Apply only if the item is still at one of these versions (ETags), or `*`; "
+    "otherwise 412 and nothing changes. Required (428) when the server sets REQUIRE_IF_MATCH.",
+    "schema": {"type": "string"},
+}
+_IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "description": "On GET, 304 without a body while the item is at one of these versions "
+    "(or `*`); on writes, 412 if it is.",
+    "schema": {"type": "string"},
+}
+_NOT_MODIFIED = {
+    "description": "Not modified: the item is still at a version `If-None-Match` names.",
+    "headers": {"ETag": _ETAG},
+}
+
+
+def _body(schema: str) -> dict:
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
+
+_SECURED = [{}, {"bearer": []}]
+
+
+def _listed(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _nullable(schema: dict) -> dict:
+    return {**schema, "type": [schema["type"], "null"]}
+
+
+def _schemas(resource: Resource) -> dict[str, dict]:
+    """The resource as returned (`City`), as created or replaced (`CityInput`), as patched."""
+    title = resource.title
+    inputs = {
+        f.name: _nullable(dict(f.schema)) if f.nullable else f.schema for f in resource.fields
+    }
+    return {
+        title: {
+            "type": "object",
+            "required": list(resource.column_names),
+            "additionalProperties": False,
+            "properties": {
+                ID: {"type": "integer", "minimum": 1},
+                **inputs,
+                **{name: {"type": "string", "format": "date-time"} for name in TIMESTAMPS},
+            },
+        },
+        f"{title}Input": {
+            "type": "object",
+            "required": [f.name for f in resource.fields if f.required],
+            "additionalProperties": False,
+            "properties": inputs,
+        },
+        f"{title}Patch": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": False,
+            "properties": inputs,
+        },
+    }
+
+
+def _paths(resource: Resource) -> dict[str, dict]:
+    """`/<plural>` and `/<plural>/{id}`, as the resource's blueprint serves them."""
+    title, plural, a = resource.title, resource.plural, resource.a
+    links = {  # where a returned item leads next: lets clients (and fuzzers) chain calls on its id
+        f"{verb}{title}": {"operationId": f"{verb.lower()}{title}",
+                           "parameters": {"id": "$response.body#/id"}}
+        for verb in ("Get", "Replace", "Update", "Delete")
+    }
+
+    def item_response(description: str, headers: dict | None = None) -> dict:
+        return {
+            "description": description,
+            "headers": {**(headers or {}), "ETag": _ETAG},
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{title}"}}},
+            "links": links,
+        }
+
+    id_param = {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "description": f"The {resource.singular}'s id; "
+        "anything but a positive 64-bit integer is 404.",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+    }
+
+    def update_op(operation_id: str, summary: str, body_schema: str) -> dict:
+        return {
+            "operationId": operation_id,
+            "summary": summary,
+            "security": _SECURED,
+            "parameters": [id_param, _IF_MATCH, _IF_NONE_MATCH],
+            "requestBody": _body(body_schema),
+            "responses": _responses(
+                resource,
+                {"200": item_response(f"The updated {resource.singular}.")},
+                "400", "401", "404", "409", "412", "413", "415", "422", "428",
+            ),
+        }
+
+    names = [f.name for f in resource.fields]
+    required = [f.name for f in resource.fields if f.required]
+    if required == names:
+        replaced = f"{_listed(names)} ({'both' if len(names) == 2 else 'all'} required)"
+    else:
+        replaced = f"{_listed(names)} ({_listed(required) or 'none'} required)"
+    changed = f"{', '.join(names)}, or both" if len(names) == 2 else f"some of {', '.join(names)}"
+    item_ops = {
+        "get": {
+            "operationId": f"get{title}",
+            "summary": f"One {resource.singular}.",
+            "parameters": [id_param, _IF_NONE_MATCH, _IF_MATCH],
+            "responses": _responses(
+                resource,
+                {"200": item_response(f"The {resource.singular}."), "304": _NOT_MODIFIED},
+                "404", "412",
+            ),
+        },
+        "put": update_op(f"replace{title}", f"Replace {a}'s {replaced}.", f"{title}Input"),
+        "patch": update_op(f"update{title}", f"Change {a}'s {changed}.", f"{title}Patch"),
+        "delete": {
+            "operationId": f"delete{title}",
+            "summary": f"Delete {a}.",
+            "security": _SECURED,
+            "parameters": [id_param, _IF_MATCH, _IF_NONE_MATCH],
+            "responses": _responses(
+                resource, {"200": item_response(f"The deleted {resource.singular}.")},
+                "401", "404", "412", "428",
+            ),
+        },
+    }
+    list_params = [
+        {
+            "name": "limit",
+            "in": "query",
+            "description": f"Page size, 1..{MAX_LIMIT}.",
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
+                       "default": DEFAULT_LIMIT},
+        },
+        *(
+            {"name": f.name, "in": "query", "description": f.description, "schema": f.schema}
+            for f in resource.filters
+        ),
+        {
+            "name": "sort",
+            "in": "query",
+            "schema": {"type": "string", "enum": list(resource.sort_names), "default": ID},
+        },
+        {
+            "name": "cursor",
+            "in": "query",
+            "description": "Opaque; copy it from the previous page's `Link: rel=\"next\"` URL. "
+            "Valid only with the sort and filters it was issued for (else 422).",
+            "schema": {"type": "string", "minLength": 18, "maxLength": 1024,
+                       "pattern": f"^{CURSOR_PATTERN}$"},
+        },
+    ]
+    return {
+        f"/{plural}": {
+            "get": {
+                "operationId": f"list{resource.title_plural}",
+                "summary": f"List {plural}, one page at a time (keyset pagination).",
+                "parameters": list_params,
+                "responses": _responses(
+                    resource,
+                    {
+                        "200": {
+                            "description": f"A page of {plural}.",
+                            "headers": {
+                                "Link": {
+                                    "description": 'The next page, `<url>; rel="next"`, '
+                                    "present when more rows follow.",
+                                    "schema": {"type": "string"},
+                                }
+                            },
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "array",
+                                        "items": {"$ref": f"#/components/schemas/{title}"},
+                                    }
+                                }
+                            },
+                        }
+                    },
+                    "422",
+                ),
+            },
+            "post": {
+                "operationId": f"create{title}",
+                "summary": f"Create {a}.",
+                "security": _SECURED,
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "description": f"Makes retries safe: a repeat within {TTL} returns "
+                        "the first response; reuse with another body is 422.",
+                        "schema": {"type": "string", "pattern": f"^{KEY_PATTERN}$"},
+                    }
+                ],
+                "requestBody": _body(f"{title}Input"),
+                "responses": _responses(
+                    resource,
+                    {
+                        "201": item_response(
+                            f"The created {resource.singular}.",
+                            {
+                                "Location": {"description": f"The new {resource.singular}'s URL.",
+                                             "schema": {"type": "string"}},
+                                "Idempotent-Replayed": {
+                                    "description": "`true` when this is a replay.",
+                                    "schema": {"type": "string"},
+                                },
+                            },
+                        )
+                    },
+                    "400", "401", "409", "413", "415", "422",
+                ),
+            },
+        },
+        f"/{plural}/{{id}}": item_ops,
+    }
+
+
+def document(resources: Iterable[Resource]) -> dict[str, Any]:
+    resources = list(resources)
+    paths: dict[str, Any] = {}
+    schemas: dict[str, Any] = {}
+    for resource in resources:
+        paths.update(_paths(resource))
+        schemas.update(_schemas(resource))
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "cities",
+            "version": "1.0.0",
+            "description": "CRUD for cities, backed by PostgreSQL. Errors share one JSON shape.",
+        },
+        "paths": {
+            **paths,
+            "/health": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "Liveness with a database round trip.",
+                    "responses": {
+                        "200": {
+                            "description": "Database reachable and schema current.",
+                            "content": {"application/json": {"schema": {
+                                "type": "object",
+                                "required": ["status"],
+                                "properties": {
+                                    "status": {"const": "ok"},
+                                    "database": {"type": "string"},
+                                    "schema_version": {"type": "integer"},
+                                },
+                            }}},
+                        },
+                        "503": _ERRORS["503"],
+                        "500": _ERRORS["500"],
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document.",
+                    "responses": {
+                        "200": {
+                            "description": "The OpenAPI 3.1 document.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                **schemas,
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "required": ["code", "message", "details"],
+                            "properties": {
+                                "code": {
+                                    "type": "string",
+                                    "enum": [
+                                        "bad_request", "unauthorized", "not_found",
+                                        "method_not_allowed", "conflict", "payload_too_large",
+                                        "unsupported_media_type", "validation_failed",
+                                        "service_unavailable", "internal_error",
+                                        "precondition_failed", "precondition_required",
+                                    ],
+                                },
+                                "message": {"type": "string"},
+                                "details": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "properties": {
+                                            "field": {"type": "string"},
+                                            "in": {"enum": ["body", "query", "header"]},
+                                            "message": {"type": "string"},
+                                        },
+                                    },
+                                },
+                            },
+                        }
+                    },
+                },
+            },
+        },
+    }

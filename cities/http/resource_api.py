@@ -1,0 +1,206 @@
+"""The routes of a declared resource: `/<plural>` (list, create) and `/<plural>/<id>` (get,
+replace, update, delete), one blueprint per resource, built from its declaration.
+
+Every response that carries one item has its ETag; GET honours If-None-Match (304) and If-Match,
+and writes apply only if their If-Match / If-None-Match still hold (cities.http.conditional).
+
+Every check that needs no data (auth, media type, size, JSON, fields, id format) runs before the
+first query, so a refused request never opens a database connection. Writes commit explicitly
+before the response is built: teardown rolls back anything uncommitted and closes the connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from psycopg2 import errors as pgerrors
+
+from cities.db import store
+from cities.db.connection import commit, get_db, transaction
+from cities.http import idempotency
+from cities.http.auth import WRITE_METHODS, check_write
+from cities.http.conditional import etag, if_match_holds, if_none_match_holds, write_condition
+from cities.http.errors import (
+    Conflict,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+    ServiceUnavailable,
+)
+from cities.http.gateway import absolute_urls
+from cities.http.listing import cursor_after, parse_list_query, parse_positive_id
+from cities.resources.resource import Resource
+from cities.resources.validation import body_fields, detail, read_json_body
+
+
+def check_api_key() -> None:
+    if request.method in WRITE_METHODS:  # reads are public: no header or setting to look up
+        check_write(request.headers.get("Authorization"), current_app.config)
+
+
+def conflict(resource: Resource, error: pgerrors.UniqueViolation) -> Conflict:
+    """The 409 of the unique constraint the database names; a generic one if undeclared."""
+    index = getattr(error.diag, "constraint_name", None)
+    for unique in resource.uniques:
+        if unique.index == index:
+            return Conflict(unique.message, [detail(f, m) for f, m in unique.details])
+    return Conflict()
+
+
+def precondition() -> tuple[str, list] | None:
+    """This write's precondition as SQL, from If-Match / If-None-Match; with REQUIRE_IF_MATCH
+    set, 428 unless If-Match names a version (`*` would let an update be lost); 503 while that
+    setting is out of range."""
+    if "REQUIRE_IF_MATCH" in current_app.config.get("UNUSABLE_SETTINGS", ()):
+        raise ServiceUnavailable(  # a security setting in doubt is not taken to be off
+            "Changes to existing items are disabled: the server's If-Match setting is invalid."
+        )
+    if_match = request.headers.get("If-Match")
+    if current_app.config.get("REQUIRE_IF_MATCH") and (
+        if_match is None or if_match.strip() == "*"
+    ):
+        raise PreconditionRequired(
+            details=[detail("If-Match", "is required: send the ETag you last read", "header")]
+        )
+    return write_condition(if_match, request.headers.get("If-None-Match"))
+
+
+def precondition_failed() -> PreconditionFailed:
+    """412, naming the header that did not hold (If-Match unless only If-None-Match was sent)."""
+    if "If-Match" in request.headers:
+        problem = detail("If-Match", "does not match the current ETag", "header")
+    else:
+        problem = detail("If-None-Match", "matches the current ETag", "header")
+    return PreconditionFailed(details=[problem])
+
+
+def with_etag(row: dict[str, Any]) -> Response:
+    response = jsonify(row)
+    response.headers["ETag"] = etag(row)
+    return response
+
+
+def blueprint(resource: Resource) -> Blueprint:
+    """The blueprint (named `resource.plural`) serving `resource`."""
+    bp = Blueprint(resource.plural, __name__)
+    bp.before_request(check_api_key)
+    collection = f"/{resource.plural}"
+    singular = resource.singular
+    var = f"{singular}_id"  # /cities/<city_id>: the route template request logs show
+    item = f"/{resource.plural}/<{var}>"
+
+    def item_id_of(raw: str) -> int:
+        item_id = parse_positive_id(raw)
+        if item_id is None:
+            raise NotFound(f"No {singular} with id {raw[:30]!r}.")
+        return item_id
+
+    def found(row: dict[str, Any] | None, item_id: int) -> dict[str, Any]:
+        if row is None:
+            raise NotFound(f"No {singular} with id {item_id}.")
+        return row
+
+    def write(operation: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run one write in a transaction and commit it; a unique constraint's violation becomes
+        its 409."""
+        conn = transaction()
+        try:
+            result = operation(conn, resource, *args, **kwargs)
+        except pgerrors.UniqueViolation as error:
+            raise conflict(resource, error) from None
+        commit()
+        return result
+
+    def write_item(operation: Callable[..., Any], item_id: int, *args: Any, **kwargs: Any) -> Any:
+        """A write to one item under the request's precondition: 412 when the item exists but
+        the precondition failed (nothing was written), 404 when there is no such item."""
+        when = precondition()
+
+        def conditionally(conn: Any, resource: Resource, *args: Any, **kwargs: Any) -> Any:
+            row = operation(conn, resource, *args, **kwargs)
+            # In the same transaction, so under its timeout; raising leaves nothing to commit.
+            if row is None and when is not None and store.exists(conn, resource, item_id):
+                raise precondition_failed()
+            return row
+
+        row = write(conditionally, item_id, *args, when=when, **kwargs)
+        return with_etag(found(row, item_id))
+
+    def list_items() -> Response:
+        query = parse_list_query(resource, request.args)
+        rows = store.list_page(get_db(), resource, query, query.limit + 1)
+        page = rows[: query.limit]
+        response = jsonify(page)
+        if len(rows) > query.limit:
+            params = {k: v for k, v in request.args.items() if k != "cursor"}
+            params["cursor"] = cursor_after(resource, query, page[-1])
+            external = absolute_urls(request.environ)  # relative when the Host is not trusted
+            next_url = url_for(f"{resource.plural}.list", _external=external)
+            next_url += "?" + urlencode(params)
+            response.headers["Link"] = f'<{next_url}>; rel="next"'
+        return response
+
+    def create_item() -> tuple[Response, int, dict[str, str]]:
+        key = idempotency.parse_key(request.headers.get(idempotency.HEADER))
+        fields = body_fields(resource, read_json_body(request), partial=False)
+        row, replayed = write(create_or_replay, fields, key)
+        headers = {
+            "Location": url_for(f"{resource.plural}.get", **{var: row["id"]},
+                                _external=absolute_urls(request.environ)),
+            "ETag": etag(row),  # a replay's is the first response's: the version created then
+        }
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return jsonify(row), 201, headers
+
+    def get_item(**path: str) -> Response:
+        item_id = item_id_of(path[var])
+        row = found(store.get(get_db(), resource, item_id), item_id)
+        current = etag(row)
+        if_match = request.headers.get("If-Match")
+        if if_match is not None and not if_match_holds(if_match, current):
+            raise precondition_failed()
+        if_none_match = request.headers.get("If-None-Match")
+        if if_none_match is not None and not if_none_match_holds(if_none_match, current):
+            return Response(status=304, headers={"ETag": current})
+        response = jsonify(row)
+        response.headers["ETag"] = current
+        return response
+
+    def replace_item(**path: str) -> Response:
+        item_id = item_id_of(path[var])
+        fields = body_fields(resource, read_json_body(request), partial=False)
+        return write_item(store.update, item_id, fields, replace=True)
+
+    def update_item(**path: str) -> Response:
+        item_id = item_id_of(path[var])
+        fields = body_fields(resource, read_json_body(request), partial=True)
+        return write_item(store.update, item_id, fields)
+
+    def delete_item(**path: str) -> Response:
+        return write_item(store.delete, item_id_of(path[var]))
+
+    bp.add_url_rule(collection, "list", list_items, methods=["GET"], strict_slashes=False)
+    bp.add_url_rule(collection, "create", create_item, methods=["POST"], strict_slashes=False)
+    bp.add_url_rule(item, "get", get_item, methods=["GET"], strict_slashes=False)
+    bp.add_url_rule(item, "replace", replace_item, methods=["PUT"], strict_slashes=False)
+    bp.add_url_rule(item, "update", update_item, methods=["PATCH"], strict_slashes=False)
+    bp.add_url_rule(item, "delete", delete_item, methods=["DELETE"], strict_slashes=False)
+    return bp
+
+
+def create_or_replay(
+    conn: Any, resource: Resource, fields: dict[str, Any], key: str | None
+) -> tuple[dict[str, Any], bool]:
+    """(row, replayed): a new row, or the one a previous request with this key created here."""
+    if key is not None:
+        replay = idempotency.claim(conn, resource.plural, key, idempotency.request_hash(fields))
+        if replay is not None:
+            return replay, True
+    row = store.create(conn, resource, fields)
+    if key is not None:
+        idempotency.remember(conn, resource.plural, key, row)
+    return row, False

@@ -1,0 +1,1 @@
+"""Running it: settings, secrets, the deploy-time custom resource, the local server."""

@@ -1,0 +1,446 @@
+"""Configuration read from the environment (and `.env` for local runs).
+
+Reading configuration must never crash the import of the Lambda handler: every setting the code
+reads is declared once in `SETTINGS`, with its parser, default, valid range and meaning. A value
+outside its range is logged once, when the app is built, naming the setting (never a secret's
+value), and then either the default is used (a timeout, the log level: harmless defaults) or,
+where a default would open what the setting closes, the requests it affects answer a JSON 503
+(`UNUSABLE_SETTINGS`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+log = logging.getLogger("cities")
+
+DEFAULT_CONNECT_TIMEOUT = 5
+DEFAULT_CONNECT_BUDGET = 10.0
+DEFAULT_STATEMENT_TIMEOUT_MS = 5000
+DEFAULT_LOG_LEVEL = "INFO"
+# Settings that may instead name an SSM Parameter Store parameter: `<SETTING>_SSM_PARAMETER`.
+# cities.ops.ssm fetches them at the first request (or migration) and keeps them for the container.
+SSM_SETTINGS = ("DATABASE_URL", "MIGRATIONS_DATABASE_URL", "API_KEYS")
+# Below the usual idle cut-offs between Lambda and a hosted Postgres (NAT gateways drop idle flows
+# after 350 s, poolers and serverless computes suspend after a few minutes).
+DEFAULT_CONNECTION_MAX_IDLE = 60.0
+# Upper bounds of the time settings. The API function has 25 s (serverless.yml): the SSM read at
+# worst (~6 s, cities/ops/ssm.py), the whole connect budget and a statement must fit in it, whatever
+# values in range are chosen (tests/unit/test_config.py checks the sum against serverless.yml).
+MAX_CONNECT_BUDGET = 10.0
+MAX_STATEMENT_TIMEOUT_MS = 8000
+
+
+_DEFAULT: Any = object()  # Invalid.keep: use the setting's default
+
+
+class Invalid(ValueError):
+    """Why a setting's text is out of range, in words that never quote a secret.
+
+    `keep` is the value to use anyway where the default would open what the setting closes
+    (an SSM parameter name replaced by nothing would let the plain environment value in).
+    """
+
+    def __init__(self, reason: str, keep: Any = _DEFAULT) -> None:
+        super().__init__(reason)
+        self.reason, self.keep = reason, keep
+
+
+if TYPE_CHECKING:  # a Protocol costs a class built at every cold start: for the checker only
+
+    class Kind(Protocol):
+        """How a setting's text becomes its value; `expected` says the valid range in words."""
+
+        expected: str
+        blank_is_unset: bool
+
+        def parse(self, text: str) -> Any: ...
+
+
+def _is_digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()  # not the other scripts' digits int() takes
+
+
+def _is_number(text: str, whole: bool) -> bool:
+    """ASCII digits, with one decimal point unless `whole`: no sign, exponent, unit, inf, nan."""
+    if whole:
+        return _is_digits(text)
+    integer, point, fraction = text.partition(".")
+    return bool(_is_digits(integer) or (point and not integer)) and (
+        not point or _is_digits(fraction))
+
+
+class Number:
+    """A plain number in a unit: digits (and a decimal point unless `whole`), nothing else, so
+    `5s`, `1e3`, `inf`, `nan` and `-1` are refused rather than guessed at.
+
+    The kinds are plain classes, not dataclasses: building a dataclass class costs most of a
+    millisecond, and this module is imported at every cold start.
+    """
+
+    blank_is_unset = True
+
+    def __init__(self, unit: str, low: float, high: float, *, whole: bool = False,
+                 above_low: bool = False) -> None:
+        self.unit, self.low, self.high = unit, low, high
+        self.whole = whole
+        self.above_low = above_low  # `low` itself is out of range
+
+    @property
+    def expected(self) -> str:
+        kind = "a whole number" if self.whole else "a number"
+        low = f"above {self.low:g}" if self.above_low else f"from {self.low:g}"
+        high = f"and at most {self.high:g}" if self.above_low else f"to {self.high:g}"
+        return f"{kind} of {self.unit} {low} {high}"
+
+    def parse(self, text: str) -> int | float:
+        digits = text.strip()
+        if not _is_number(digits, self.whole):
+            raise Invalid(f"expected {self.expected}")
+        value = float(digits)  # never fails: thousands of digits are simply inf
+        if value > self.high or value < self.low or (self.above_low and value == self.low):
+            raise Invalid(f"expected {self.expected}")
+        return int(value) if self.whole else value
+
+
+class Flag:
+    """On or off, in any case and with surrounding spaces; any other word is out of range."""
+
+    blank_is_unset = True
+
+    def __init__(self, on: tuple[str, ...] = ("1", "true", "yes", "on"),
+                 off: tuple[str, ...] = ("0", "false", "no", "off")) -> None:
+        self.on, self.off = on, off
+
+    @property
+    def expected(self) -> str:
+        return f"on: {', '.join(self.on)}; off: {', '.join(self.off)} (any case)"
+
+    def parse(self, text: str) -> bool:
+        word = text.strip().lower()
+        if word in self.on or word in self.off:
+            return word in self.on
+        raise Invalid(f"expected {self.expected}")
+
+
+class LogLevel:
+    """A level name Python's logging defines (and its aliases WARN, FATAL), in any case; numbers
+    and other loggers' names (TRACE, NOTICE) are out of range."""
+
+    names = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+    aliases = {"WARN": "WARNING", "FATAL": "CRITICAL"}  # noqa: RUF012 - read only
+    expected = f"one of {', '.join(names)} (any case)"
+    blank_is_unset = True
+
+    def parse(self, text: str) -> str:
+        name = text.strip().upper()
+        name = self.aliases.get(name, name)
+        if name not in self.names:
+            raise Invalid(f"expected {self.expected}")
+        return name
+
+
+class Hosts:
+    """Comma-separated `name` or `name:port` entries, lower-cased: what a Host header may say."""
+
+    expected = "comma-separated host names, each `name` or `name:port`"
+    blank_is_unset = True
+
+    def parse(self, text: str) -> tuple[str, ...]:
+        from cities.http.gateway import (
+            is_host,  # only deployments that list hosts pay for the import
+        )
+
+        hosts = tuple(host.strip().lower() for host in text.split(",") if host.strip())
+        for host in hosts:
+            if not is_host(host):
+                raise Invalid(f"{host[:60]!r} is not a host; expected {self.expected}")
+        return hosts
+
+
+class Pattern:
+    """Text matching `pattern` (surrounding spaces stripped unless `exact`)."""
+
+    blank_is_unset = True
+
+    def __init__(self, pattern: str, expected: str, *, exact: bool = False,
+                 keep_when_invalid: bool = False) -> None:
+        self.pattern, self.expected = pattern, expected
+        self.exact = exact  # read as is by a library: a stray space is not forgiven
+        self.keep_when_invalid = keep_when_invalid  # see Invalid.keep
+
+    def parse(self, text: str) -> str:
+        value = text if self.exact else text.strip()
+        if not re.fullmatch(self.pattern, value, re.ASCII):  # compiled when first used
+            raise Invalid(f"expected {self.expected}",
+                          keep=value if self.keep_when_invalid else _DEFAULT)
+        return value
+
+
+class KeyList:
+    """Comma-separated API keys; set but holding none is out of range (never "writes open")."""
+
+    expected = "comma-separated keys, at least one"
+    blank_is_unset = False  # `API_KEYS=" "` is a mistake, not a request for open writes
+
+    def parse(self, text: str) -> tuple[str, ...]:
+        keys = parse_api_keys(text)
+        if not keys:
+            raise Invalid("it holds no key, only separators or spaces", keep=())
+        return keys
+
+
+class DatabaseUrl:
+    """A connection string libpq can parse; refused ones are kept, so a request that needs the
+    database answers 503 saying the URL is malformed rather than that it is missing."""
+
+    expected = "postgresql://user:password@host/dbname or a key=value string"
+    blank_is_unset = True
+
+    def parse(self, text: str) -> str:
+        from psycopg2.extensions import parse_dsn  # loaded at init anyway (cities.db.connection)
+
+        try:
+            params = parse_dsn(text)
+        except Exception as exc:
+            from cities.db.connection import DatabaseUrlError  # masks what libpq repeats of the URL
+
+            raise Invalid(str(DatabaseUrlError(text, exc)), keep=text) from None
+        if not all(_is_digits(port) for port in params.get("port", "5432").split(",") if port):
+            raise Invalid("its port is not a number (an unencoded / or : in the password?)",
+                          keep=text)
+        return text
+
+
+class Setting(NamedTuple):
+    """One environment variable: its parser and range (`kind`), default and one-line meaning.
+
+    `refuses` says which requests answer 503 while the value is out of range; None means the
+    default is used instead (with a warning), which is only right when the default is safe.
+    """
+
+    name: str
+    kind: Kind
+    default: Any
+    doc: str
+    refuses: str | None = None
+    secret: bool = False
+
+
+# An API Gateway base path mapping: path segments without leading or trailing slash (`v1`,
+# `v1/beta`), as serverless-wsgi, which reads it itself, needs it.
+_BASE_PATH = r"[A-Za-z0-9$_.+!*'()-]+(/[A-Za-z0-9$_.+!*'()-]+)*"
+# An SSM parameter name (`/cities/prod/database-url`, with an optional `:version` or `:label`),
+# or its ARN: no spaces, quotes or an unresolved `${...}`.
+_SSM_NAME = r"[A-Za-z0-9_.\-/:]{1,2048}"
+_DB_REQUESTS = "requests that need the database answer 503"
+_SSM_REQUESTS = "every request answers 503 (the SSM parameters are not read)"
+
+
+def _ssm_name(setting: str) -> Setting:
+    return Setting(
+        f"{setting}_SSM_PARAMETER",
+        Pattern(_SSM_NAME, "an SSM parameter name such as /cities/prod/name, or its ARN",
+                keep_when_invalid=True),
+        None,
+        f"on Lambda: name of the SSM SecureString parameter holding {setting}, read at the "
+        "first request instead of the value",
+        refuses=_SSM_REQUESTS,
+    )
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("DATABASE_URL", DatabaseUrl(), None,
+            "PostgreSQL URL for the API (in production Neon's -pooler endpoint)",
+            refuses=_DB_REQUESTS, secret=True),
+    Setting("MIGRATIONS_DATABASE_URL", DatabaseUrl(), None,
+            "URL for migrations: the direct (non -pooler) endpoint (unset: DATABASE_URL)",
+            refuses="migrations fail", secret=True),
+    Setting("API_KEYS", KeyList(), (), "comma-separated bearer keys that protect writes",
+            refuses="every write (POST, PUT, PATCH, DELETE) answers 503", secret=True),
+    Setting("DB_CONNECT_TIMEOUT", Number("seconds", 1, MAX_CONNECT_BUDGET, whole=True),
+            DEFAULT_CONNECT_TIMEOUT, "seconds one connection attempt may take (libpq)"),
+    Setting("DB_CONNECT_BUDGET", Number("seconds", 0, MAX_CONNECT_BUDGET, above_low=True),
+            DEFAULT_CONNECT_BUDGET, "seconds all connection attempts of a request may take"),
+    Setting("DB_STATEMENT_TIMEOUT_MS",
+            Number("milliseconds", 1, MAX_STATEMENT_TIMEOUT_MS, whole=True),
+            DEFAULT_STATEMENT_TIMEOUT_MS, "milliseconds a statement may run before it is "
+            "cancelled"),
+    Setting("DB_CONNECTION_REUSE", Flag(), False,
+            "opt-in: keep one checked connection per warm container (only through a pooler)"),
+    Setting("DB_CONNECTION_MAX_IDLE", Number("seconds", 0, 300, above_low=True),
+            DEFAULT_CONNECTION_MAX_IDLE, "seconds a kept connection may idle before it is "
+            "replaced (below NAT's 350 s)"),
+    Setting("REQUIRE_IF_MATCH", Flag(), False,
+            "opt-in: PUT, PATCH and DELETE need If-Match (428 without), so no update is lost",
+            refuses="PUT, PATCH and DELETE answer 503"),
+    Setting("LOG_LEVEL", LogLevel(), DEFAULT_LOG_LEVEL, "level of the `cities` logger"),
+    Setting("PUBLIC_HOSTS", Hosts(), (),
+            "hosts that Location and Link URLs may name when the Host header says so (others "
+            "give relative URLs, also the default when an entry is not a host)"),
+    *(_ssm_name(setting) for setting in SSM_SETTINGS),
+    Setting("API_GATEWAY_BASE_PATH",
+            Pattern(_BASE_PATH, "path segments such as v1 or v1/beta, without slashes around "
+                    "them", exact=True),
+            None, "base path of a custom-domain mapping, kept in generated URLs (read by "
+            "serverless-wsgi)",
+            refuses="requests through Lambda answer 503 (their paths cannot be read)"),
+    Setting("STRIP_STAGE_PATH", Flag(on=("yes", "y", "true", "t", "1"),
+                                     off=("no", "n", "false", "f", "0", "off")),
+            False, "REST API: leave the stage out of generated URLs (read by serverless-wsgi, "
+            "which takes any other word for off)"),
+)
+BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
+
+
+class Problem:
+    """A setting whose value is out of range, and what happens instead."""
+
+    def __init__(self, setting: Setting, reason: str, shown: str) -> None:
+        self.setting, self.reason = setting, reason
+        self.shown = shown  # the value, masked and shortened; empty for a secret
+
+    def __repr__(self) -> str:
+        return f"Problem({self.message()!r})"
+
+    def message(self) -> str:
+        s = self.setting
+        named = f"{s.name}={self.shown}" if self.shown else s.name
+        instead = (f"{s.refuses} until it is fixed" if s.refuses
+                   else f"using the default {_describe(s.default)}")
+        return f"{named} is not valid: {self.reason}; {instead}"
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "(none)" if value in ((), None) else str(value)
+
+
+def _shown(text: str) -> str:
+    """A non-secret value as the log may show it: quoted (a stray space stays visible), shortened,
+    and masked in case a credential was pasted into the wrong setting."""
+    from cities.ops.secrets_mask import mask_secrets  # only when a value is out of range
+
+    masked = mask_secrets(text)
+    return repr(masked[:60] + ("..." if len(masked) > 60 else ""))
+
+
+def read(environ: Mapping[str, str]) -> tuple[dict[str, Any], list[Problem]]:
+    """Every setting's value by name (its default when unset or out of range), and the problems."""
+    values: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for setting in SETTINGS:
+        raw = environ.get(setting.name)
+        if raw is None or raw == "" or (setting.kind.blank_is_unset and not raw.strip()):
+            values[setting.name] = setting.default
+            continue
+        try:
+            values[setting.name] = setting.kind.parse(raw)
+        except Invalid as exc:
+            values[setting.name] = setting.default if exc.keep is _DEFAULT else exc.keep
+            problems.append(Problem(setting, exc.reason, "" if setting.secret else _shown(raw)))
+    return values, problems
+
+
+def load_dotenv_if_present(path: Path | None = None) -> bool:
+    """Load `.env` from the working directory without overriding the real environment.
+
+    python-dotenv is imported only when the file exists, so Lambda (which has no `.env`) never
+    pays for the import at cold start.
+    """
+    path = path or Path.cwd() / ".env"
+    if not path.is_file():
+        return False
+    from dotenv import load_dotenv
+
+    return load_dotenv(path, override=False)
+
+
+def parse_api_keys(raw: str | None) -> tuple[str, ...]:
+    """Comma-separated keys, so a new key can be added before the old one is removed."""
+    if not raw:
+        return ()
+    return tuple(key.strip() for key in raw.split(",") if key.strip())
+
+
+def api_key_settings(raw: str | None, source: str) -> dict[str, Any]:
+    """`API_KEYS` from a raw value, and `API_KEYS_UNUSABLE`: the setting's name when it is set
+    but holds no key (only commas, spaces or newlines), so that writes fail closed instead of
+    being left open."""
+    keys = parse_api_keys(raw)
+    return {"API_KEYS": keys, "API_KEYS_UNUSABLE": source if raw and not keys else None}
+
+
+def describe_api_keys(settings: Mapping[str, Any]) -> str:
+    """How many keys protect writes, for the start-up log (never the keys themselves)."""
+    if settings.get("API_KEYS_UNUSABLE"):
+        return f"API keys: {settings['API_KEYS_UNUSABLE']} holds no key, writes are refused"
+    count = len(settings.get("API_KEYS") or ())
+    return f"API keys: {count} active" if count else "API keys: none set, writes are open"
+
+
+# Settings the app reads from its Flask config under their own name (the rest are gathered
+# into SSM_PARAMETERS, or read from the environment by serverless-wsgi itself).
+_CONFIG_KEYS = (
+    "DATABASE_URL", "MIGRATIONS_DATABASE_URL", "API_KEYS", "DB_CONNECT_TIMEOUT",
+    "DB_CONNECT_BUDGET", "DB_STATEMENT_TIMEOUT_MS", "LOG_LEVEL", "PUBLIC_HOSTS",
+    "REQUIRE_IF_MATCH", "DB_CONNECTION_REUSE", "DB_CONNECTION_MAX_IDLE",
+)
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Flask config keys built from environment variables, each problem logged once.
+
+    `UNUSABLE_SETTINGS` names the settings out of range whose requests answer 503 (see
+    `Setting.refuses`); `API_KEYS_UNUSABLE` is the one the key check reads.
+    """
+    values, problems = read(os.environ if environ is None else environ)
+    for problem in problems:
+        log.log(logging.ERROR if problem.setting.refuses else logging.WARNING, problem.message())
+    unusable = tuple(problem.setting.name for problem in problems if problem.setting.refuses)
+    return {
+        **{key: values[key] for key in _CONFIG_KEYS},
+        "API_KEYS_UNUSABLE": "API_KEYS" if "API_KEYS" in unusable else None,
+        "SSM_PARAMETERS": {
+            name: values[f"{name}_SSM_PARAMETER"]
+            for name in SSM_SETTINGS
+            if values[f"{name}_SSM_PARAMETER"]
+        },
+        "UNUSABLE_SETTINGS": unusable,
+    }
+
+
+def migrations_url(config: Mapping[str, Any]) -> str | None:
+    """MIGRATIONS_DATABASE_URL, else DATABASE_URL, with a warning when that is Neon's pooler.
+
+    Migrations are safe through a transaction pooler, but a long one holds a pooled server and
+    the pooler may cut it off; the direct endpoint is the one meant for them.
+    """
+    url = config.get("MIGRATIONS_DATABASE_URL")
+    if url:
+        return url
+    url = config.get("DATABASE_URL")
+    if url and "-pooler" in _host(url):
+        log.warning(
+            "MIGRATIONS_DATABASE_URL is not set, so migrations use DATABASE_URL, which is a "
+            "pooler endpoint: set MIGRATIONS_DATABASE_URL to the direct (non -pooler) endpoint"
+        )
+    return url
+
+
+def _host(url: str) -> str:
+    """The URL's host(s), for URLs and key=value strings alike; empty when it cannot be read."""
+    from psycopg2.extensions import parse_dsn  # only migrations ask: keep it out of Lambda init
+
+    try:
+        return parse_dsn(url).get("host", "")
+    except Exception:
+        return ""

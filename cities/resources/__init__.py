@@ -1,0 +1,1 @@
+"""The declared resources and the rules their fields follow."""

@@ -1,0 +1,1 @@
+"""The API's contract, through real Lambda events against a real PostgreSQL."""

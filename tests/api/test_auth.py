@@ -1,0 +1,128 @@
+"""Optional write protection: with `API_KEYS` set, writes need a bearer key; reads stay public."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from cities.http.auth import key_matches
+
+KEYS = ("old-key-2025", "new-key-2026")
+
+
+@pytest.fixture
+def locked(app, monkeypatch):
+    monkeypatch.setitem(app.config, "API_KEYS", KEYS)
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+WRITES = [
+    ("POST", "/cities", {"name": "Nice", "state": "PACA"}),
+    ("PUT", "/cities/1", {"name": "Nice", "state": "PACA"}),
+    ("PATCH", "/cities/1", {"state": "Alpes"}),
+    ("DELETE", "/cities/1", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), WRITES)
+@pytest.mark.parametrize(
+    "headers",
+    [None, bearer("wrong"), {"authorization": "new-key-2026"}, {"authorization": "Basic eDp5"},
+     bearer(""), bearer("new-key-2026x"), bearer("NEW-KEY-2026")],
+    ids=["none", "wrong", "no-scheme", "basic", "empty", "longer", "case"],
+)
+def test_writes_without_a_valid_key_are_401(client, sql, locked, method, path, body, headers):
+    sql("INSERT INTO city (name, state) VALUES ('Lyon', 'ARA')")
+    reply = client.request(method, path, body, headers=headers)
+    assert reply.status == 401
+    assert reply.error_code == "unauthorized"
+    assert reply.header("WWW-Authenticate").startswith("Bearer")
+    assert sql("SELECT id, name, state FROM city") == [(1, "Lyon", "ARA")]
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_every_configured_key_may_write(client, locked, key):
+    created = client.post("/cities", {"name": "Nice", "state": "PACA"}, headers=bearer(key))
+    assert created.status == 201
+    path = f"/cities/{created.json['id']}"
+    assert client.patch(path, {"state": "Alpes"}, headers=bearer(key)).status == 200
+    assert client.put(path, {"name": "Nice", "state": "PACA"}, headers=bearer(key)).status == 200
+    assert client.delete(path, headers=bearer(key)).status == 200
+
+
+def test_the_scheme_is_case_insensitive(client, locked):
+    reply = client.post("/cities", {"name": "Nice", "state": "PACA"},
+                        headers={"authorization": "bearer new-key-2026"})
+    assert reply.status == 201
+
+
+def test_reads_stay_public(client, sql, locked):
+    sql("INSERT INTO city (name, state) VALUES ('Lyon', 'ARA')")
+    assert client.get("/cities").status == 200
+    assert client.get("/cities/1").status == 200
+    assert client.get("/openapi.json").status == 200
+
+
+def test_auth_is_checked_before_the_body(client, locked):
+    reply = client.post("/cities", "{not json")
+    assert reply.status == 401
+
+
+def test_without_keys_writes_are_open(client):
+    assert client.post("/cities", {"name": "Nice", "state": "PACA"}).status == 201
+
+
+def test_key_matching():
+    assert key_matches("b", ("a", "b"))
+    assert not key_matches("c", ("a", "b"))
+    assert not key_matches("", ("a",))
+    assert not key_matches("a", ())
+    assert not key_matches("é", ("e",))
+
+
+@pytest.mark.parametrize("raw", [",", " , ", "\n", " ", ",,\n,"])
+def test_a_key_setting_with_no_key_refuses_writes(client_for, sql, caplog, raw):
+    """Configured but empty is a mistake: writes fail closed (503), the log names the setting."""
+    from cities.ops import config
+
+    client = client_for(**config.api_key_settings(raw, "API_KEYS"))
+    with caplog.at_level(logging.ERROR, logger="cities"):
+        reply = client.post("/cities", {"name": "Nice", "state": "PACA"})
+    assert reply.status == 503 and reply.error_code == "service_unavailable"
+    assert any("API_KEYS" in r.getMessage() for r in caplog.records), caplog.text
+    assert sql("SELECT count(*) FROM city") == [(0,)]
+    assert client.get("/cities").status == 200  # reads stay public
+
+
+def test_the_start_log_counts_keys_and_never_shows_them(monkeypatch, caplog):
+    from cities import create_app
+
+    monkeypatch.setenv("API_KEYS", "first-secret-key, second-secret-key")
+    with caplog.at_level(logging.INFO, logger="cities"):
+        create_app()
+    assert "API keys: 2 active" in caplog.text
+    assert "secret-key" not in caplog.text
+    monkeypatch.setenv("API_KEYS", " , ")
+    with caplog.at_level(logging.INFO, logger="cities"):
+        create_app()
+    assert "API_KEYS holds no key, writes are refused" in caplog.text
+
+
+@pytest.mark.parametrize("value", ["Bearer \ud800", "Bearer \udcff", "\ud800", "Bearer a\udfff"])
+def test_a_lone_surrogate_in_authorization_is_401(client, locked, sql, value):
+    reply = client.post("/cities", {"name": "Nice", "state": "PACA"},
+                        headers={"authorization": value})
+    assert reply.status == 401 and reply.error_code == "unauthorized"
+    assert sql("SELECT count(*) FROM city") == [(0,)]
+
+
+@pytest.mark.parametrize("header", ["idempotency-key", "content-type", "content-encoding", "host",
+                                    "x-forwarded-proto", "x-forwarded-port"])
+def test_a_lone_surrogate_in_any_header_the_api_reads_is_never_a_500(client, sql, header):
+    reply = client.post("/cities", {"name": "Nice", "state": "PACA"},
+                        headers={header: "x\ud800"})
+    assert reply.status < 500, reply

@@ -1,0 +1,1 @@
+"""The connection, the SQL, migrations, faults and the pooler, on real servers."""

@@ -1,0 +1,258 @@
+"""DB_CONNECTION_REUSE: one kept connection per warm container, and the safety claims around it.
+
+These run against a cluster of their own over TCP with SCRAM (tests/support/pg_cluster.py),
+because one of them restarts the server. Default mode (a connection per request) is covered by
+the core suite; here: kept only when clean, replaced transparently when stale, never carrying a
+transaction from one request to the next.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg2
+import pytest
+import serverless_wsgi
+from flask import Flask
+
+from cities import create_app
+from cities.db import connection as db
+from cities.db.connection import close_db, get_db, kept_connection, transaction
+from cities.db.migrate import migrate
+from cities.ops import config
+from tests.conftest import run_sql
+from tests.support.lambda_events import Client
+from tests.support.pg_cluster import Cluster
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    server = Cluster(tmp_path_factory.mktemp("reuse-pg"), password="reuse-secret")
+    server.start()
+    yield server
+    server.stop("immediate")
+
+
+@pytest.fixture(scope="module")
+def reuse_url(cluster: Cluster) -> str:
+    name = f"cities_reuse_{uuid.uuid4().hex[:8]}"
+    run_sql(cluster.url(), f'CREATE DATABASE "{name}"')
+    url = cluster.url(name)
+    migrate(url)
+    return url
+
+
+def backends(url: str) -> list[tuple[int, str]]:
+    """(pid, state) of the API's connections, as the server sees them."""
+    return run_sql(
+        url,
+        "SELECT pid, state FROM pg_stat_activity WHERE application_name = 'cities' "
+        "AND datname = current_database() ORDER BY pid",
+    )
+
+
+def wait_for_backends(url: str, count: int) -> list[tuple[int, str]]:
+    deadline = time.monotonic() + 3
+    while len(found := backends(url)) != count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
+@pytest.fixture
+def make_app(reuse_url: str) -> Iterator[Callable[..., Flask]]:
+    apps: list[Flask] = []
+
+    def build(**settings: Any) -> Flask:
+        app = create_app({"DATABASE_URL": reuse_url, "DB_CONNECTION_REUSE": True, **settings})
+        apps.append(app)
+        return app
+
+    run_sql(reuse_url, "TRUNCATE city RESTART IDENTITY")
+    yield build
+    for app in apps:
+        kept_connection(app).drop()
+
+
+def client_for(app: Flask) -> Client:
+    return Client(lambda event, context: serverless_wsgi.handle_request(app, event, context))
+
+
+def test_reuse_is_off_by_default() -> None:
+    assert config.from_env({})["DB_CONNECTION_REUSE"] is False
+    assert config.from_env({"DB_CONNECTION_REUSE": "true"})["DB_CONNECTION_REUSE"] is True
+    assert config.from_env({"DB_CONNECTION_REUSE": "0"})["DB_CONNECTION_REUSE"] is False
+
+
+def test_max_idle_setting_is_checked() -> None:
+    assert config.from_env({})["DB_CONNECTION_MAX_IDLE"] == config.DEFAULT_CONNECTION_MAX_IDLE
+    assert config.from_env({"DB_CONNECTION_MAX_IDLE": "12.5"})["DB_CONNECTION_MAX_IDLE"] == 12.5
+    for bad in ("-1", "0", "soon", "nan"):
+        value = config.from_env({"DB_CONNECTION_MAX_IDLE": bad})["DB_CONNECTION_MAX_IDLE"]
+        assert value == config.DEFAULT_CONNECTION_MAX_IDLE
+
+
+def test_one_connection_serves_many_requests_with_no_open_transaction(
+    make_app: Callable[..., Flask], reuse_url: str
+) -> None:
+    client = client_for(make_app())
+    created = client.post("/cities", {"name": "Springfield", "state": "Illinois"})
+    assert created.status == 201
+    [(pid, state)] = wait_for_backends(reuse_url, 1)
+    assert state == "idle"  # the write was committed, nothing left open
+    for _ in range(3):
+        assert client.get(f"/cities/{created.json['id']}").status == 200
+        assert client.get("/cities").status == 200
+        # a read's transaction is ended before the connection is kept
+        assert backends(reuse_url) == [(pid, "idle")]
+
+
+def test_backend_killed_between_requests_is_replaced_transparently(
+    make_app: Callable[..., Flask], reuse_url: str
+) -> None:
+    client = client_for(make_app())
+    city = client.post("/cities", {"name": "Shelbyville", "state": "Illinois"}).json
+    [(pid, _)] = wait_for_backends(reuse_url, 1)
+    assert run_sql(reuse_url, "SELECT pg_terminate_backend(%s)", (pid,)) == [(True,)]
+    wait_for_backends(reuse_url, 0)
+
+    reply = client.get(f"/cities/{city['id']}")
+    assert reply.status == 200
+    assert reply.json == city
+    [(new_pid, state)] = wait_for_backends(reuse_url, 1)
+    assert new_pid != pid
+    assert state == "idle"
+
+
+def test_server_restart_between_requests_is_survived(
+    make_app: Callable[..., Flask], reuse_url: str, cluster: Cluster
+) -> None:
+    client = client_for(make_app())
+    city = client.post("/cities", {"name": "Ogdenville", "state": "Illinois"}).json
+    [(pid, _)] = wait_for_backends(reuse_url, 1)
+    cluster.stop()  # fast shutdown: the server terminates every backend, then comes back
+    cluster.start()
+
+    reply = client.get(f"/cities/{city['id']}")
+    assert reply.status == 200
+    assert reply.json == city
+    [(new_pid, _)] = wait_for_backends(reuse_url, 1)
+    assert new_pid != pid
+
+
+def test_failed_statement_drops_the_connection(
+    make_app: Callable[..., Flask], reuse_url: str
+) -> None:
+    client = client_for(make_app())
+    body = {"name": "Capital City", "state": "Illinois"}
+    assert client.post("/cities", body).status == 201
+    [(pid, _)] = wait_for_backends(reuse_url, 1)
+
+    assert client.post("/cities", body).status == 409  # the INSERT aborted the transaction
+    assert wait_for_backends(reuse_url, 0) == []  # dropped, not kept in its aborted state
+
+    assert client.get("/cities").status == 200
+    [(new_pid, state)] = wait_for_backends(reuse_url, 1)
+    assert new_pid != pid
+    assert state == "idle"
+
+
+def test_aborted_transaction_never_reaches_the_next_request(
+    make_app: Callable[..., Flask], reuse_url: str
+) -> None:
+    app = make_app()
+    with app.app_context():
+        conn = transaction()
+        with conn.cursor() as cur, pytest.raises(psycopg2.errors.DivisionByZero):
+            cur.execute("SELECT 1 / 0")
+        assert conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_INERROR
+    assert conn.closed
+    with app.app_context():
+        fresh = get_db()
+        assert fresh is not conn
+        with fresh.cursor() as cur:
+            cur.execute("SELECT 1")
+            assert cur.fetchone() == (1,)
+
+
+def test_uncommitted_write_is_rolled_back_not_carried_over(
+    make_app: Callable[..., Flask], reuse_url: str
+) -> None:
+    app = make_app()
+    with app.app_context():
+        conn = transaction()
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO city (name, state) VALUES ('Never', 'Committed')")
+    assert not conn.closed  # kept, after a rollback
+    assert run_sql(reuse_url, "SELECT count(*) FROM city") == [(0,)]
+    assert backends(reuse_url)[0][1] == "idle"
+    with app.app_context():
+        assert get_db() is conn  # reused, in a fresh transaction that cannot see the insert
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM city")
+            assert cur.fetchone() == (0,)
+
+
+def test_unhandled_exception_drops_the_connection(
+    make_app: Callable[..., Flask], reuse_url: str
+) -> None:
+    app = make_app()
+    with app.app_context():
+        conn = get_db()
+        close_db(RuntimeError("the request failed"))
+    assert conn.closed
+    assert wait_for_backends(reuse_url, 0) == []
+
+
+def test_connection_idle_too_long_is_replaced(
+    make_app: Callable[..., Flask], reuse_url: str
+) -> None:
+    client = client_for(make_app(DB_CONNECTION_MAX_IDLE=0.05))
+    assert client.get("/cities").status == 200
+    [(pid, _)] = wait_for_backends(reuse_url, 1)
+    time.sleep(0.1)
+    assert client.get("/cities").status == 200
+    [(new_pid, _)] = wait_for_backends(reuse_url, 1)
+    assert new_pid != pid
+
+
+def test_second_connection_of_concurrent_requests_is_closed(
+    make_app: Callable[..., Flask], reuse_url: str
+) -> None:
+    app = make_app()
+    with app.app_context():
+        first = get_db()
+        with app.app_context():  # a second request while the first holds the connection
+            second = get_db()
+            assert second is not first
+        assert not second.closed  # kept: the slot was free
+    assert first.closed  # the slot was taken: closed rather than leaked
+    assert len(wait_for_backends(reuse_url, 1)) == 1
+
+
+def test_requests_without_data_take_no_connection(
+    make_app: Callable[..., Flask], reuse_url: str
+) -> None:
+    client = client_for(make_app())
+    assert client.get("/openapi.json").status == 200
+    assert backends(reuse_url) == []
+
+
+def test_kept_connection_dead_without_notice_is_replaced_before_use(
+    make_app: Callable[..., Flask], reuse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flow dropped silently (no notice, no EOF) fails on BEGIN: nothing was sent, reconnect."""
+    client = client_for(make_app())
+    city = client.post("/cities", {"name": "North Haverbrook", "state": "Illinois"}).json
+    [(pid, _)] = wait_for_backends(reuse_url, 1)
+    assert run_sql(reuse_url, "SELECT pg_terminate_backend(%s)", (pid,)) == [(True,)]
+    wait_for_backends(reuse_url, 0)
+    monkeypatch.setattr(db, "_has_unread_data", lambda conn: False)  # the check sees nothing
+
+    reply = client.get(f"/cities/{city['id']}")
+    assert reply.status == 200
+    assert reply.json == city
+    [(new_pid, _)] = wait_for_backends(reuse_url, 1)
+    assert new_pid != pid

@@ -1,0 +1,312 @@
+"""Database faults a scale-to-zero host produces daily, reproduced on a real PostgreSQL:
+a server that goes away and comes back, one that is still waking up, a backend killed
+mid-request, a runaway statement, and TLS in both `require` and `verify-full` modes."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from pathlib import Path
+
+import psycopg2
+import pytest
+import trustme
+
+from cities.db import connection as db
+from cities.db import store
+from cities.db.migrate import migrate
+from tests.conftest import open_connections
+from tests.support.pg_cluster import Cluster, ssl_capable_bindir
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A migrated cluster this module may stop and start at will."""
+    cluster = Cluster(tmp_path_factory.mktemp("faults"))
+    cluster.start()
+    migrate(cluster.url())
+    yield cluster
+    with contextlib.suppress(RuntimeError):  # already stopped by a failing test
+        cluster.stop("immediate")
+
+
+@pytest.fixture
+def running(cluster):
+    """The cluster, guaranteed up when the test starts (and restarted if a test left it down)."""
+    try:
+        psycopg2.connect(cluster.url(), connect_timeout=2).close()
+    except psycopg2.OperationalError:
+        cluster.start()
+    return cluster
+
+
+def test_database_down_is_a_quick_503_and_the_next_request_after_it_returns_succeeds(
+    running, client_for
+):
+    client = client_for(DATABASE_URL=running.url(), DB_CONNECT_BUDGET=1)
+    assert client.get("/cities").status == 200
+
+    running.stop()
+    started = time.monotonic()
+    reply = client.get("/cities")
+    elapsed = time.monotonic() - started
+    assert reply.status == 503
+    assert reply.error_code == "service_unavailable"
+    assert reply.header("Retry-After")
+    assert elapsed < 3, "a down database must not hold the request past the connect budget"
+
+    running.start()
+    assert client.get("/cities").status == 200  # same app object: no restart needed
+
+
+def test_connecting_retries_while_the_database_wakes_up(running, client_for, caplog):
+    client = client_for(DATABASE_URL=running.url(), DB_CONNECT_BUDGET=20)
+    running.stop()
+    waker = threading.Timer(1.0, running.start)
+    waker.start()
+    try:
+        started = time.monotonic()
+        reply = client.post("/cities", {"name": "Sleepy", "state": "Hollow"})
+        elapsed = time.monotonic() - started
+    finally:
+        waker.join()
+    assert reply.status == 201, reply
+    assert elapsed >= 0.5
+    assert "retrying" in caplog.text
+
+
+def test_unknown_database_fails_at_once_without_retrying(running, client_for):
+    client = client_for(DATABASE_URL=running.url("no_such_db"), DB_CONNECT_BUDGET=30)
+    started = time.monotonic()
+    assert client.get("/cities").status == 503
+    assert time.monotonic() - started < 3
+
+
+def test_a_backend_killed_mid_request_is_a_503_and_nothing_is_left_open(
+    running, client_for, monkeypatch
+):
+    url = running.url()
+    client = client_for(DATABASE_URL=url)
+
+    def slow_get(conn, *_):
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_sleep(30)")
+
+    def kill_soon() -> None:
+        time.sleep(0.5)
+        admin = psycopg2.connect(url)
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE application_name = 'cities'")
+        admin.close()
+
+    monkeypatch.setattr(store, "get", slow_get)
+    killer = threading.Thread(target=kill_soon)
+    killer.start()
+    reply = client.get("/cities/1")
+    killer.join()
+    assert reply.status == 503
+    assert open_connections(url) == 0
+    monkeypatch.undo()
+    assert client.get("/cities").status == 200
+
+
+def test_a_statement_past_the_timeout_is_cancelled_as_503(running, client_for, monkeypatch):
+    client = client_for(DATABASE_URL=running.url(), DB_STATEMENT_TIMEOUT_MS=200)
+
+    def runaway(conn, *_):
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_sleep(10)")
+
+    monkeypatch.setattr(store, "get", runaway)
+    started = time.monotonic()
+    reply = client.get("/cities/1")
+    assert reply.status == 503
+    assert time.monotonic() - started < 3
+
+
+def test_the_statement_timeout_is_set_for_the_request_only(running, client_for, monkeypatch):
+    seen = {}
+
+    def show(conn, *_):
+        with conn.cursor() as cur:
+            cur.execute("SHOW statement_timeout")
+            seen["inside"] = cur.fetchone()[0]
+
+    monkeypatch.setattr(store, "get", show)
+    client_for(DATABASE_URL=running.url(), DB_STATEMENT_TIMEOUT_MS=1234).get("/cities/1")
+    assert seen["inside"] == "1234ms"
+
+
+# --- TLS --------------------------------------------------------------------------------------
+
+
+def tls_cluster(root: Path, *hba: str, password: str | None = None) -> tuple[Cluster, Path]:
+    """A started cluster serving TLS with a certificate from a CA made for the test, migrated;
+    skips where no SSL-capable PostgreSQL is installed."""
+    bindir = ssl_capable_bindir()
+    if bindir is None:
+        pytest.skip("no SSL-capable PostgreSQL binaries here (the embedded ones are built without)")
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    cluster = Cluster(root, bindir=bindir, password=password)
+    cluster.add_file("server.crt", cert.cert_chain_pems[0].bytes())
+    cluster.add_file("server.key", cert.private_key_pem.bytes())
+    cluster.configure(ssl="on", ssl_cert_file="'server.crt'", ssl_key_file="'server.key'")
+    cluster.hba("local all all trust", *hba)
+    cluster.start()
+    ca_file = root / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    migrate(cluster.url(sslmode="require"))
+    return cluster, ca_file
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    """A cluster that only accepts TLS."""
+    cluster, ca_file = tls_cluster(
+        tmp_path_factory.mktemp("tls"),
+        "hostssl all all 127.0.0.1/32 trust", "host all all 127.0.0.1/32 reject",
+    )
+    yield cluster, ca_file
+    cluster.stop("immediate")
+
+
+def tls_url(cluster: Cluster, **params: str) -> str:
+    return cluster.url(**params).replace("127.0.0.1", "localhost")
+
+
+def test_tls_sslmode_require(tls, client_for):
+    cluster, _ = tls
+    client = client_for(DATABASE_URL=tls_url(cluster, sslmode="require"))
+    assert client.post("/cities", {"name": "Secure", "state": "TLS"}).status == 201
+
+
+def test_tls_verify_full_with_an_explicit_root_certificate(tls, client_for):
+    cluster, ca_file = tls
+    url = tls_url(cluster, sslmode="verify-full", sslrootcert=str(ca_file))
+    assert client_for(DATABASE_URL=url).get("/health").status == 200
+
+
+def test_tls_verify_full_without_root_certificate_uses_a_bundle_that_exists(
+    tls, client_for, monkeypatch, tmp_path
+):
+    cluster, ca_file = tls
+    monkeypatch.delenv("PGSSLROOTCERT", raising=False)
+    monkeypatch.setattr(db, "CA_BUNDLES", (str(tmp_path / "missing.pem"), str(ca_file)))
+    url = tls_url(cluster, sslmode="verify-full")
+    assert db.ssl_root_cert(url, db.CA_BUNDLES) == str(ca_file)
+    assert client_for(DATABASE_URL=url).get("/health").status == 200
+
+
+def test_tls_verify_full_refuses_an_untrusted_server_at_once(tls, client_for, monkeypatch,
+                                                             tmp_path):
+    cluster, _ = tls
+    other_ca = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other_ca))
+    url = tls_url(cluster, sslmode="verify-full", sslrootcert=str(other_ca))
+    started = time.monotonic()
+    reply = client_for(DATABASE_URL=url, DB_CONNECT_BUDGET=30).get("/health")
+    assert reply.status == 503
+    assert time.monotonic() - started < 3, "a certificate failure is not worth retrying"
+
+
+def test_tls_is_required_by_the_server(tls, client_for):
+    cluster, _ = tls
+    reply = client_for(DATABASE_URL=tls_url(cluster, sslmode="disable")).get("/health")
+    assert reply.status == 503
+
+
+def test_a_full_run_on_a_password_protected_server_logs_no_secret(tmp_path, client_for, caplog):
+    """CRUD, a wrong password, and the server going away, over TCP with SCRAM authentication;
+    then every captured log record, tracebacks included, is searched for the password."""
+    import logging
+
+    secret = "S3cret-Passw0rd-For-Logs"
+    cluster = Cluster(tmp_path, password=secret)
+    cluster.start()
+    try:
+        migrate(cluster.url())
+        caplog.set_level(logging.DEBUG)
+        client = client_for(DATABASE_URL=cluster.url())
+        created = client.post("/cities", {"name": "Vault", "state": "Secure"})
+        assert created.status == 201
+        assert client.patch(f"/cities/{created.json['id']}", {"state": "Safe"}).status == 200
+        assert client.get("/cities").status == 200
+        wrong = client_for(DATABASE_URL=cluster.url().replace(secret, secret[::-1]))
+        assert wrong.get("/cities").status == 503
+        cluster.stop()
+        assert client.get("/health").status == 503
+    finally:
+        with contextlib.suppress(RuntimeError):
+            cluster.stop("immediate")
+    rendered = "\n".join(logging.Formatter().format(record) for record in caplog.records)
+    assert "cannot connect to the database" in rendered
+    assert secret not in rendered and secret[::-1] not in rendered
+
+
+# --- TLS with SCRAM, as Neon wants it -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_scram(tmp_path_factory):
+    """A TLS cluster with SCRAM passwords: what Neon's endpoints look like to a client. Plain TCP
+    is allowed here, so that refusing it is the client's doing (channel_binding)."""
+    cluster, ca_file = tls_cluster(
+        tmp_path_factory.mktemp("tls-scram"),
+        "hostssl all all 127.0.0.1/32 scram-sha-256",
+        "hostnossl all all 127.0.0.1/32 scram-sha-256",
+        password="scram-over-tls",
+    )
+    yield cluster, ca_file
+    cluster.stop("immediate")
+
+
+def test_the_recommended_tls_settings_verify_the_server_and_bind_scram_to_the_channel(
+    tls_scram, client_for, monkeypatch
+):
+    """`sslmode=verify-full&channel_binding=require` (docs/deploy.md): SCRAM-SHA-256-PLUS,
+    so a man in the middle holding some other valid certificate cannot relay the login."""
+    cluster, ca_file = tls_scram
+    monkeypatch.setattr(db, "CA_BUNDLES", (str(ca_file),))  # as Lambda's bundle would trust Neon
+    url = tls_url(cluster, sslmode="verify-full", channel_binding="require")
+    client = client_for(DATABASE_URL=url)
+    assert client.post("/cities", {"name": "Bound", "state": "Channel"}).status == 201
+    conn = db.connect(url, 3)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            assert cur.fetchone()[0] is True
+        assert conn.info.ssl_in_use
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("why", ["no TLS", "no SCRAM"])
+def test_channel_binding_refuses_at_once_a_login_it_cannot_bind(tls_scram, tls, client_for, why):
+    """Without TLS there is no channel to bind; a server (or a man in the middle) that lets the
+    client in without SCRAM proves nothing. Either way: refused, and not worth a retry."""
+    if why == "no TLS":
+        url = tls_url(tls_scram[0], sslmode="disable", channel_binding="require")
+    else:  # the `tls` cluster trusts every login
+        url = tls_url(tls[0], sslmode="require", channel_binding="require")
+    started = time.monotonic()
+    assert client_for(DATABASE_URL=url, DB_CONNECT_BUDGET=30).get("/health").status == 503
+    assert time.monotonic() - started < 3
+
+
+def test_direct_tls_negotiation_is_understood_by_the_bundled_libpq(tls_scram, client_for):
+    """libpq 17 accepts `sslnegotiation=direct` (saves a round trip on Neon's proxy); this
+    PostgreSQL 15 server predates direct negotiation, so the connection fails, but not as an
+    unknown option. Against PostgreSQL 17+ or Neon it connects."""
+    cluster, ca_file = tls_scram
+    url = tls_url(cluster, sslmode="verify-full", sslrootcert=str(ca_file),
+                  sslnegotiation="direct")
+    with pytest.raises(psycopg2.OperationalError) as failure:
+        psycopg2.connect(url, connect_timeout=3).close()
+    assert "invalid connection option" not in str(failure.value)
+    negotiated = tls_url(cluster, sslmode="verify-full", sslrootcert=str(ca_file),
+                         sslnegotiation="postgres")
+    assert client_for(DATABASE_URL=negotiated).get("/health").status == 200

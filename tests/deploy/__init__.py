@@ -1,0 +1,1 @@
+"""The artifact, the template, the deploy and its custom resource, offline."""

@@ -1,0 +1,1 @@
+"""Property tests and fuzzing from the OpenAPI document."""

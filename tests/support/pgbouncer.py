@@ -1,0 +1,113 @@
+"""A real PgBouncer in transaction pool mode in front of a throwaway cluster
+(tests/support/pg_cluster.py).
+
+This is the production path on Neon (its `-pooler` endpoint is PgBouncer in transaction mode),
+so the tests and the benchmark run through one: Debian's `pgbouncer` package. PgBouncer refuses
+to run as root; it runs as the cluster's system user. Clients authenticate with SCRAM when the
+cluster has a password, as on Neon.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from tests.support.pg_cluster import Cluster, free_port
+
+SEARCH_PATH = "/usr/sbin:/usr/local/sbin:/usr/bin:/usr/local/bin"
+
+
+def pgbouncer_binary() -> str | None:
+    """Debian installs pgbouncer in /usr/sbin, often not on a non-root PATH."""
+    return shutil.which("pgbouncer") or shutil.which("pgbouncer", path=SEARCH_PATH)
+
+
+class PgBouncer:
+    """PgBouncer on a free port of 127.0.0.1, pooling every database of `cluster`."""
+
+    def __init__(self, cluster: Cluster, root: Path, *, pool_size: int = 10,
+                 max_client_conn: int = 1000) -> None:
+        binary = pgbouncer_binary()
+        if binary is None:
+            raise RuntimeError("pgbouncer is not installed")
+        self.binary = binary
+        self.cluster = cluster
+        self.pool_size = pool_size
+        self.port = free_port()
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.log = root / "pgbouncer.log"
+        password = cluster.password
+        users = f'"postgres" "{password}"\n' if password else '"postgres" ""\n'
+        (root / "userlist.txt").write_text(users)
+        settings = {
+            "listen_addr": "127.0.0.1",
+            "listen_port": self.port,
+            "unix_socket_dir": "",
+            "auth_type": "scram-sha-256" if password else "trust",
+            "auth_file": root / "userlist.txt",
+            "admin_users": "postgres",
+            "pool_mode": "transaction",
+            "default_pool_size": pool_size,
+            "max_client_conn": max_client_conn,
+            "logfile": self.log,
+            "pidfile": root / "pgbouncer.pid",
+            "log_connections": 1,
+            "log_disconnections": 1,
+        }
+        (root / "pgbouncer.ini").write_text(
+            f"[databases]\n* = host=127.0.0.1 port={cluster.port}\n\n[pgbouncer]\n"
+            + "".join(f"{key} = {value}\n" for key, value in settings.items())
+        )
+        if self.user:
+            for path in (root, *root.iterdir()):
+                shutil.chown(path, self.user)
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def user(self) -> str | None:
+        """Who runs it: the cluster's system user; as root without one, `postgres` if it exists."""
+        if self.cluster.user or os.geteuid() != 0:
+            return self.cluster.user
+        try:
+            return pwd.getpwnam("postgres").pw_name
+        except KeyError:
+            raise RuntimeError("pgbouncer refuses to run as root; no other user found") from None
+
+    def start(self) -> None:
+        # Its console output goes to a file: a pipe nobody reads would fill and block it.
+        with (self.root / "console.log").open("ab") as console:
+            self.process = subprocess.Popen(
+                [self.binary, str(self.root / "pgbouncer.ini")], user=self.user,
+                cwd="/", stdout=console, stderr=console,
+            )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                console_text = (self.root / "console.log").read_text()[-2000:]
+                raise RuntimeError(f"pgbouncer exited: {console_text}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("pgbouncer did not start listening")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def url(self, dbname: str = "postgres", **params: str) -> str:
+        """The cluster's URL with the pooler's port: what Neon's `-pooler` host stands for."""
+        return self.cluster.url(dbname, **params).replace(
+            f":{self.cluster.port}/", f":{self.port}/"
+        )
+
+    def log_text(self) -> str:
+        return self.log.read_text() if self.log.is_file() else ""

@@ -1,0 +1,46 @@
+"""`country`: a second resource, declared as the README's "Adding a resource" says, to prove
+that CRUD, paging, sorting, idempotent creates, conflicts and OpenAPI come from shared code.
+
+Only the tests serve it (conftest.py applies its migration and builds an app with it).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from cities.resources.resource import Field, Resource, Sort, Unique
+from cities.resources.validation import COUNT_SCHEMA, TEXT_SCHEMA, clean_text, count
+
+_ISO_CODE = re.compile("[A-Z]{2}")
+ISO_CODE_SCHEMA = {"type": "string", "minLength": 2, "maxLength": 2, "pattern": "^[A-Za-z]{2}$"}
+
+
+def iso_code(value: Any) -> tuple[str | None, str | None]:
+    """Two ASCII letters, stored in capitals (ISO 3166-1 alpha-2 shape)."""
+    if not isinstance(value, str):
+        return None, "must be a string"
+    value = value.upper()
+    if not (value.isascii() and _ISO_CODE.fullmatch(value)):
+        return None, "must be two letters"
+    return value, None
+
+
+COUNTRY = Resource(
+    singular="country",
+    plural="countries",
+    fields=(
+        Field("name", clean_text, TEXT_SCHEMA),
+        Field("iso_code", iso_code, ISO_CODE_SCHEMA),
+        Field("population", count, COUNT_SCHEMA, required=False, nullable=True),
+    ),
+    sorts=(Sort("name", "lower({})"), Sort("iso_code")),
+    uniques=(
+        Unique("country_name_key", "A country with this name already exists.",
+               (("name", "is already taken"),),
+               "Another country already has this name (case-insensitive)."),
+        Unique("country_iso_code_key", "A country with this ISO code already exists.",
+               (("iso_code", "is already taken"),),
+               "Another country already has this ISO code."),
+    ),
+)
