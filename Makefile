@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint migrate fuzz audit clean package sls-package cfn-lint deploy migrate-deployed remove offline bench
+.PHONY: run test lint migrate fuzz audit clean package sls-package cfn-lint deploy migrate-deployed remove offline bench lambda-rie
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required" if sys.version_info < (3, 11) else 0)'
@@ -50,8 +50,13 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 bench: $(BENCH_STAMP)
 	$(PY) -m bench
 
+# AWS's Lambda Runtime Interface Emulator and awslambdaric, pinned, cached in .cache/ for the
+# emulator tests (tests/support/rie.py); they fetch it themselves when missing, or skip offline.
+lambda-rie: $(STAMP)
+	$(PY) -m tests.support.rie
+
 clean:
-	rm -rf $(VENV) .pytest_cache .pytest-tmp .ruff_cache .coverage build dist .serverless
+	rm -rf $(VENV) .pytest_cache .pytest-tmp .ruff_cache .coverage build dist .serverless .cache
 
 # ---- Deployment (docs/deploy.md) ------------------------------------------------------------
 # `make package` builds dist/cities.zip for the Lambda runtime (python3.12, x86_64) from manylinux
