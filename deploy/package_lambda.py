@@ -4,13 +4,13 @@ Run by `make package`. The classic failures of this stack are deploy-time, so ea
 impossible here rather than discovered in CloudWatch:
 
 - `No module named 'psycopg2._psycopg'`: wheels are chosen by pip for the *runtime's* platform,
-  Python version and ABI (`--platform manylinux... --python-version 3.12 --only-binary=:all:`),
+  Python version and ABI (`--platform manylinux... --python-version 3.13 --only-binary=:all:`),
   whatever machine builds the zip, so no Docker is needed and no sdist is ever compiled here.
 - A missing `werkzeug`: the pinned `requirements.txt` is installed with its dependencies, and the
   suite imports the unpacked zip alone, with nothing else on `sys.path`.
 - Slow cold starts: `/var/task` is read-only, so Python cannot cache bytecode there; without
   `.pyc` files for the runtime's exact version every cold start compiles every module. pip run by
-  the host's Python would write `cpython-311` files that a 3.12 runtime ignores, so pip compiles
+  the host's Python would write `cpython-311` files that a 3.13 runtime ignores, so pip compiles
   nothing and the runtime's own interpreter compiles everything, with `unchecked-hash`
   invalidation (the zip's timestamps are meaningless and the files never change, so the import
   system must not stat or hash the sources).
@@ -31,8 +31,8 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNTIME_VERSION = "3.12"  # keep in step with `provider.runtime` in serverless.yml
-# Lambda's python3.12 runs on Amazon Linux 2023 (glibc 2.34); x86_64 as in serverless.yml.
+RUNTIME_VERSION = "3.13"  # keep in step with `provider.runtime` in serverless.yml
+# Lambda's python3.13 runs on Amazon Linux 2023 (glibc 2.34); x86_64 as in serverless.yml.
 PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
 APP_FILES = ("handler.py",)
 APP_PACKAGES = ("cities",)
@@ -212,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         args.output.unlink(missing_ok=True)  # so the next `make package` rebuilds it
         print(f"error: {args.output.name} has no Python {RUNTIME_VERSION} bytecode (a test "
-              "build?); run `make package` with Python 3.12 installed, then deploy again",
+              "build?); run `make package` with Python "
+              f"{RUNTIME_VERSION} installed, then deploy again",
               file=sys.stderr)
         return 2
 

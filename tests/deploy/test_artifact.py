@@ -24,9 +24,9 @@ from deploy import package_lambda
 from tests.support.lambda_events import http_api_event, to_reply
 
 ROOT = Path(__file__).resolve().parents[2]
-RUNTIME = package_lambda.RUNTIME_VERSION  # "3.12"
-TAG = "cp" + RUNTIME.replace(".", "")  # "cp312"
-# Lambda's python3.12 runtime is Amazon Linux 2023: glibc 2.34, x86_64 (serverless.yml).
+RUNTIME = package_lambda.RUNTIME_VERSION  # "3.13"
+TAG = "cp" + RUNTIME.replace(".", "")  # "cp313"
+# Lambda's python3.13 runtime is Amazon Linux 2023: glibc 2.34, x86_64 (serverless.yml).
 MAX_GLIBC = (2, 34)
 EM_X86_64 = 62
 
@@ -35,7 +35,7 @@ BUNDLE_URL = f"/docs/assets/{docs_api.asset_version()}/swagger-ui-bundle.js"
 
 
 def build_zip() -> Path:
-    """`make package`, as a deploy runs it (without bytecode only when no 3.12 is installed).
+    """`make package`, as a deploy runs it (without bytecode only when no 3.13 is installed).
 
     make rebuilds only when a source or requirement changed, so every module may call this.
     """
@@ -70,7 +70,7 @@ def test_zip_holds_the_app_and_every_runtime_dependency(names: list[str]) -> Non
         assert package in tops, f"{package} missing from the zip"
     assert {"handler.py", "serverless_wsgi.py"} <= tops
     assert "cities/db/migrations/0001_create_city.sql" in names
-    assert "psycopg2/_psycopg.cpython-312-x86_64-linux-gnu.so" in names
+    assert f"psycopg2/_psycopg.cpython-{TAG[2:]}-x86_64-linux-gnu.so" in names
 
 
 def test_zip_ships_nothing_the_runtime_does_not_need(names: list[str], lambda_zip: Path) -> None:
@@ -110,7 +110,7 @@ def test_wheels_were_chosen_for_the_runtime_python_and_platform(unpacked: Path) 
         tags = re.findall(r"^Tag: (\S+)$", wheel.read_text(), re.M)
         assert any(_fits_runtime(tag) for tag in tags), f"{wheel.parent.name}: {tags}"
         binary += [tag for tag in tags if not tag.endswith("-any")]
-    # psycopg2-binary and MarkupSafe are compiled: their wheels must be cp312 manylinux x86_64.
+    # psycopg2-binary and MarkupSafe are compiled: their wheels must be the runtime's manylinux.
     assert len(binary) >= 2 and all(_fits_runtime(tag) for tag in binary), binary
 
 

@@ -278,7 +278,7 @@ def test_deploy_creates_both_functions_as_intended(deployed: dict) -> None:
         conf = lam.get_function_configuration(FunctionName=f"{SERVICE}-{STAGE}-{short}")
         assert {key: conf[key] for key in expected} == expected
         # moto accepts any runtime string and a missing zip: compare with the intent and the zip.
-        assert conf["Runtime"] == "python3.12"
+        assert conf["Runtime"] == "python3.13"
         assert conf["Architectures"] == ["x86_64"]
         assert conf["CodeSize"] == ZIP.stat().st_size
         variables = conf["Environment"]["Variables"]
