@@ -59,7 +59,7 @@ clean:
 	rm -rf $(VENV) .pytest_cache .pytest-tmp .ruff_cache .coverage build dist .serverless .cache
 
 # ---- Deployment (docs/deploy.md) ------------------------------------------------------------
-# `make package` builds dist/cities.zip for the Lambda runtime (python3.13, x86_64) from manylinux
+# `make package` builds dist/cities.zip for the Lambda runtime (python3.13; x86_64 and arm64, dist/cities-arm64.zip) from manylinux
 # wheels, without Docker; `make deploy STAGE=dev` runs the migrations, then ships the new API code.
 STAGE ?= dev
 # SECRETS=deploy resolves the SSM parameters at deploy time instead of at runtime (docs/deploy.md).
