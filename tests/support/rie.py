@@ -120,14 +120,16 @@ class Invocation:
 class Emulator:
     """A running RIE with its runtime: invoke it, read what it logged."""
 
-    def __init__(self, url: str, log: Path) -> None:
+    def __init__(self, url: str, log: Path, timeout_s: int) -> None:
         self.url = url
         self.log = log
+        self.timeout_s = timeout_s
 
     def invoke(self, event: Any) -> Invocation:
         request = urllib.request.Request(self.url + INVOKE_PATH, data=json.dumps(event).encode())
         try:
-            with urllib.request.urlopen(request, timeout=HANG_GUARD_S) as reply:
+            # The function's own timeout answers first; this only guards against a hang.
+            with urllib.request.urlopen(request, timeout=self.timeout_s + HANG_GUARD_S) as reply:
                 status, headers, body = reply.status, dict(reply.headers), reply.read()
         except urllib.error.HTTPError as error:
             status, headers, body = error.code, dict(error.headers), error.read()
@@ -188,7 +190,7 @@ def running(
         )
     try:
         _wait_listening(port, process)
-        yield Emulator(f"http://127.0.0.1:{port}", log)
+        yield Emulator(f"http://127.0.0.1:{port}", log, timeout_s)
     finally:
         process.terminate()
         try:
@@ -214,11 +216,13 @@ def _wait_listening(port: int, process: subprocess.Popen) -> None:
 def main() -> int:
     """Fetch the emulators and runtime clients the suite uses (run by `.ci/run`)."""
     from deploy import package_lambda
+    from tests.support import arm64_python
 
     try:
         for architecture in ARCHITECTURES:
             emulator(architecture)
             runtime_client(package_lambda.RUNTIME_VERSION, architecture)
+        arm64_python.sysroot(package_lambda.RUNTIME_VERSION)
     except Unavailable as exc:
         print(f"Lambda emulator tests will skip: {exc}", file=sys.stderr)
         return 0
