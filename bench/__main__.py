@@ -658,7 +658,8 @@ def find_artifact() -> Path | None:
     explicit = os.environ.get("BENCH_ARTIFACT")
     if explicit:
         return Path(explicit)
-    for pattern in ("dist/*.zip", ".serverless/*.zip"):
+    # dist/cities.zip first: the x86_64 zip, which this machine can import (not cities-arm64).
+    for pattern in ("dist/cities.zip", "dist/*.zip", ".serverless/*.zip"):
         found = sorted(ROOT.glob(pattern))
         if found:
             return found[0]

@@ -124,16 +124,22 @@ def _elf_facts(path: Path) -> tuple[int, int, set[tuple[int, int]]]:
     return elf_class, machine, glibc
 
 
-def test_compiled_extensions_match_the_runtime_abi_and_platform(unpacked: Path) -> None:
+def assert_extensions_built_for(unpacked: Path, platform: str, elf_machine: int) -> None:
+    """Every shared object is a 64-bit ELF for `elf_machine` needing at most the runtime's
+    glibc, and every extension module is tagged for the runtime's Python on `platform`."""
     shared = [p for p in unpacked.rglob("*") if p.is_file() and re.search(r"\.so(\.|$)", p.name)]
     extensions = [p for p in shared if p.name.endswith(".so") and ".cpython-" in p.name]
     assert {p.name.split(".")[0] for p in extensions} >= {"_psycopg", "_speedups"}
     for ext in extensions:
-        assert ext.name.endswith(f".cpython-{TAG[2:]}-x86_64-linux-gnu.so"), ext.name
+        assert ext.name.endswith(f".cpython-{TAG[2:]}-{platform}-linux-gnu.so"), ext.name
     for library in shared:
         elf_class, machine, glibc = _elf_facts(library)
-        assert elf_class == 2 and machine == EM_X86_64, f"{library.name}: not x86-64"
+        assert elf_class == 2 and machine == elf_machine, f"{library.name}: not {platform}"
         assert not glibc or max(glibc) <= MAX_GLIBC, f"{library.name} needs glibc {max(glibc)}"
+
+
+def test_compiled_extensions_match_the_runtime_abi_and_platform(unpacked: Path) -> None:
+    assert_extensions_built_for(unpacked, "x86_64", EM_X86_64)
 
 
 def _pyc_flags(path: Path) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from deploy import package_lambda
-from tests.deploy.test_artifact import MAX_GLIBC, TAG, _elf_facts, build_zip
+from tests.deploy.test_artifact import TAG, assert_extensions_built_for, build_zip
 
 EM_AARCH64 = 183
 
@@ -43,16 +43,7 @@ def test_arm64_wheels_are_the_manylinux_aarch64_builds(unpacked_arm64: Path) -> 
 
 
 def test_arm64_extensions_are_aarch64_for_the_runtimes_glibc(unpacked_arm64: Path) -> None:
-    shared = [p for p in unpacked_arm64.rglob("*")
-              if p.is_file() and re.search(r"\.so(\.|$)", p.name)]
-    extensions = [p for p in shared if ".cpython-" in p.name]
-    assert {p.name.split(".")[0] for p in extensions} >= {"_psycopg", "_speedups"}
-    for ext in extensions:
-        assert ext.name.endswith(f".cpython-{TAG[2:]}-aarch64-linux-gnu.so"), ext.name
-    for library in shared:
-        elf_class, machine, glibc = _elf_facts(library)
-        assert elf_class == 2 and machine == EM_AARCH64, f"{library.name}: not aarch64"
-        assert not glibc or max(glibc) <= MAX_GLIBC, f"{library.name} needs glibc {max(glibc)}"
+    assert_extensions_built_for(unpacked_arm64, "aarch64", EM_AARCH64)
 
 
 def test_both_zips_ship_the_same_app_and_bytecode(zips: dict[str, Path]) -> None:

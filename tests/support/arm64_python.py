@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
-from tests.support.rie import CACHE, Unavailable
+from tests.support.rie import CACHE, Unavailable, fetch
 
 # The Debian release whose default Python is each runtime version.
 DEBIAN_SUITES = {"3.13": "trixie"}
@@ -91,10 +90,6 @@ def _download(packages: list[str], suite: str, state: Path) -> list[Path]:
     return sorted((state / "archives").glob("*.deb"))
 
 
+
 def _run(cmd: list[str]) -> None:
-    try:
-        found = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise Unavailable(f"{cmd[0]} failed: {exc}") from None
-    if found.returncode != 0:
-        raise Unavailable(f"{' '.join(cmd[:2])} failed: {found.stderr.strip()[-400:]}")
+    fetch(cmd, " ".join(cmd[:2]))

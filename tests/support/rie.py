@@ -93,13 +93,18 @@ def runtime_client(version: str, architecture: str = "x86_64") -> Path:
 
 
 def _pip(*args: str) -> None:
-    cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet", *args]
+    fetch([sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet", *args],
+          f"pip {args[0]}")
+
+
+def fetch(cmd: list[str], what: str) -> None:
+    """Run a command that fetches from a package registry; Unavailable (tests skip) if it fails."""
     try:
-        found = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+        found = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise Unavailable(f"pip {args[0]} failed: {exc}") from None
+        raise Unavailable(f"{what} failed: {exc}") from None
     if found.returncode != 0:
-        raise Unavailable(f"pip {args[0]} failed: {found.stderr.strip()[-400:]}")
+        raise Unavailable(f"{what} failed: {found.stderr.strip()[-400:]}")
 
 
 def _free_port() -> int:
