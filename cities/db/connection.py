@@ -69,9 +69,15 @@ PERMANENT_FAILURES = (
     "invalid port number",
 )
 
-# CA bundles present on Lambda (Amazon Linux) and Debian-like systems. psycopg2-binary's bundled
-# OpenSSL looks for its defaults under its build host's paths, so `verify-full` without an
-# explicit `sslrootcert` would fail on Lambda; we point it at a bundle that exists.
+# The CA roots a verifying connection trusts unless the URL or PGSSLROOTCERT names its own: the
+# roots of the documented hosts (the file's header says which, and how to update them). libpq
+# parses its CA file on every connect, and the system bundle's ~145 certificates cost 80% more
+# client instructions per connect than these two (docs/benchmarks.md).
+ROOT_CERTS = os.path.join(os.path.dirname(__file__), "certs", "roots.pem")
+
+# System CA bundles on Lambda (Amazon Linux) and Debian-like systems: what `sslrootcert=system`
+# means here. psycopg2-binary's bundled OpenSSL looks for its default store under its build
+# host's paths, so libpq's own `system` would find nothing on Lambda.
 CA_BUNDLES = (
     "/etc/pki/tls/certs/ca-bundle.crt",
     "/etc/ssl/certs/ca-certificates.crt",
@@ -97,13 +103,25 @@ def is_permanent(error: psycopg2.OperationalError) -> bool:
 
 
 def ssl_root_cert(url: str, candidates: Sequence[str] | None = None) -> str | None:
-    """A CA bundle for `verify-ca`/`verify-full` unless the URL or PGSSLROOTCERT names one."""
+    """The CA file to pass libpq for `verify-ca`/`verify-full`, or None to leave its choice.
+
+    The shipped roots (`ROOT_CERTS`) unless the URL or PGSSLROOTCERT names a file, which is then
+    used as is; `system`, the explicit fallback, is the first system bundle that exists.
+    """
     params = psycopg2.extensions.parse_dsn(url)
     mode = params.get("sslmode") or os.environ.get("PGSSLMODE", "")
     if mode not in ("verify-ca", "verify-full"):
         return None
-    if params.get("sslrootcert") or os.environ.get("PGSSLROOTCERT"):
-        return None
+    named = params.get("sslrootcert") or os.environ.get("PGSSLROOTCERT")
+    if not named:
+        return ROOT_CERTS
+    if named == "system":
+        return system_ca_bundle(candidates)
+    return None
+
+
+def system_ca_bundle(candidates: Sequence[str] | None = None) -> str | None:
+    """The first system CA bundle that exists (None: libpq's own `system`, which then fails)."""
     return next((path for path in candidates or CA_BUNDLES if os.path.isfile(path)), None)
 
 

@@ -150,11 +150,8 @@ def tls_cluster(root: Path, *hba: str, password: str | None = None) -> tuple[Clu
     if bindir is None:
         pytest.skip("no SSL-capable PostgreSQL binaries here (the embedded ones are built without)")
     ca = trustme.CA()
-    cert = ca.issue_cert("localhost", "127.0.0.1")
     cluster = Cluster(root, bindir=bindir, password=password)
-    cluster.add_file("server.crt", cert.cert_chain_pems[0].bytes())
-    cluster.add_file("server.key", cert.private_key_pem.bytes())
-    cluster.configure(ssl="on", ssl_cert_file="'server.crt'", ssl_key_file="'server.key'")
+    cluster.serve_tls(ca)
     cluster.hba("local all all trust", *hba)
     cluster.start()
     ca_file = root / "ca.pem"
@@ -190,14 +187,44 @@ def test_tls_verify_full_with_an_explicit_root_certificate(tls, client_for):
     assert client_for(DATABASE_URL=url).get("/health").status == 200
 
 
-def test_tls_verify_full_without_root_certificate_uses_a_bundle_that_exists(
-    tls, client_for, monkeypatch, tmp_path
-):
+def test_tls_verify_full_trusts_only_the_shipped_roots_by_default(tls, client_for, monkeypatch,
+                                                                  caplog):
+    """With no `sslrootcert`, the documented hosts' roots are the only ones trusted: a server
+    whose certificate comes from any other CA is refused, at once (no retry can fix it)."""
+    cluster, _ = tls
+    monkeypatch.delenv("PGSSLROOTCERT", raising=False)
+    url = tls_url(cluster, sslmode="verify-full")
+    assert db.ssl_root_cert(url) == db.ROOT_CERTS
+    started = time.monotonic()
+    assert client_for(DATABASE_URL=url, DB_CONNECT_BUDGET=30).get("/health").status == 503
+    assert time.monotonic() - started < 3, "a certificate failure is not worth retrying"
+    assert "certificate verify failed" in caplog.text
+
+
+def test_tls_verify_full_accepts_a_server_of_the_shipped_roots(tls, client_for, monkeypatch):
     cluster, ca_file = tls
     monkeypatch.delenv("PGSSLROOTCERT", raising=False)
-    monkeypatch.setattr(db, "CA_BUNDLES", (str(tmp_path / "missing.pem"), str(ca_file)))
+    monkeypatch.setattr(db, "ROOT_CERTS", str(ca_file))  # as the ISRG roots trust Neon
     url = tls_url(cluster, sslmode="verify-full")
-    assert db.ssl_root_cert(url, db.CA_BUNDLES) == str(ca_file)
+    assert client_for(DATABASE_URL=url).get("/health").status == 200
+
+
+def test_tls_verify_full_trusts_the_ca_pgsslrootcert_names(tls, client_for, monkeypatch):
+    cluster, ca_file = tls
+    monkeypatch.setenv("PGSSLROOTCERT", str(ca_file))
+    url = tls_url(cluster, sslmode="verify-full")
+    assert db.ssl_root_cert(url) is None  # libpq reads the variable itself
+    assert client_for(DATABASE_URL=url).get("/health").status == 200
+
+
+def test_sslrootcert_system_trusts_the_system_bundle_that_exists(tls, client_for, monkeypatch,
+                                                                 tmp_path):
+    """The explicit fallback: `sslrootcert=system` is the first system bundle found (the wheel's
+    OpenSSL would look under its build host's paths). Here the "system" holds the test's CA."""
+    cluster, ca_file = tls
+    monkeypatch.setattr(db, "CA_BUNDLES", (str(tmp_path / "missing.pem"), str(ca_file)))
+    url = tls_url(cluster, sslmode="verify-full", sslrootcert="system")
+    assert db.ssl_root_cert(url) == str(ca_file)
     assert client_for(DATABASE_URL=url).get("/health").status == 200
 
 
@@ -270,7 +297,7 @@ def test_the_recommended_tls_settings_verify_the_server_and_bind_scram_to_the_ch
     """`sslmode=verify-full&channel_binding=require` (docs/deploy.md): SCRAM-SHA-256-PLUS,
     so a man in the middle holding some other valid certificate cannot relay the login."""
     cluster, ca_file = tls_scram
-    monkeypatch.setattr(db, "CA_BUNDLES", (str(ca_file),))  # as Lambda's bundle would trust Neon
+    monkeypatch.setattr(db, "ROOT_CERTS", str(ca_file))  # as the shipped roots trust Neon
     url = tls_url(cluster, sslmode="verify-full", channel_binding="require")
     client = client_for(DATABASE_URL=url)
     assert client.post("/cities", {"name": "Bound", "state": "Channel"}).status == 201
