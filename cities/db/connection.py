@@ -67,7 +67,13 @@ PERMANENT_FAILURES = (
     "root certificate file",
     "invalid integer value",  # a port that is not one: often a password's unencoded `/`
     "invalid port number",
+    "does not support direct tls negotiation",  # our own DirectTlsRefused
 )
+
+# How a server without direct TLS negotiation answers a ClientHello sent as its first bytes:
+# PostgreSQL before 17 hangs up (EOF), PgBouncer 1.18 answers in its own protocol (which TLS
+# reads as a wrong version number). Without `sslnegotiation=direct` an EOF may be transient.
+DIRECT_TLS_REFUSALS = ("eof detected", "unexpected eof", "wrong version number")
 
 # The CA roots a verifying connection trusts unless the URL or PGSSLROOTCERT names its own: the
 # roots of the documented hosts (the file's header says which, and how to update them). libpq
@@ -100,6 +106,31 @@ class DatabaseUrlError(ValueError):
 def is_permanent(error: psycopg2.OperationalError) -> bool:
     message = str(error).lower()
     return any(marker in message for marker in PERMANENT_FAILURES)
+
+
+class DirectTlsRefused(psycopg2.OperationalError):
+    """The server cannot take TLS at once (`sslnegotiation=direct`): a setting to change, so it
+    is reported as such and never retried for the whole connect budget."""
+
+    def __init__(self, error: psycopg2.OperationalError) -> None:
+        said = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        super().__init__(
+            "the server does not support direct TLS negotiation (sslnegotiation=direct needs "
+            "PostgreSQL 17 or later, or a proxy that offers it such as Neon's; PgBouncer 1.18 "
+            f"does not): remove sslnegotiation=direct from the URL. libpq said: {said}"
+        )
+
+
+def negotiates_tls_directly(url: str) -> bool:
+    """True when libpq will send its TLS ClientHello first (`sslnegotiation=direct`)."""
+    params = psycopg2.extensions.parse_dsn(url)
+    return (params.get("sslnegotiation") or os.environ.get("PGSSLNEGOTIATION")) == "direct"
+
+
+def refused_direct_tls(error: psycopg2.OperationalError, direct: bool) -> bool:
+    """True when a direct-negotiation connect failed the way servers without it answer."""
+    message = str(error).lower()
+    return direct and any(marker in message for marker in DIRECT_TLS_REFUSALS)
 
 
 def ssl_root_cert(url: str, candidates: Sequence[str] | None = None) -> str | None:
@@ -142,6 +173,7 @@ def connect(
         raise DatabaseUrlError(url, exc) from None
     if root_cert:
         options["sslrootcert"] = root_cert
+    direct = negotiates_tls_directly(url)
     deadline = time.monotonic() + budget
     attempt = 0
     while True:
@@ -155,6 +187,8 @@ def connect(
         except psycopg2.ProgrammingError as exc:
             raise DatabaseUrlError(url, exc) from None
         except psycopg2.OperationalError as exc:
+            if refused_direct_tls(exc, direct):
+                raise DirectTlsRefused(exc) from None
             attempt += 1
             delay = random.uniform(0, min(1.0, 0.1 * 2**attempt))  # noqa: S311 - jitter only
             if is_permanent(exc) or time.monotonic() + delay >= deadline:

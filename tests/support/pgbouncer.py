@@ -31,7 +31,8 @@ class PgBouncer:
     """PgBouncer on a free port of 127.0.0.1, pooling every database of `cluster`."""
 
     def __init__(self, cluster: Cluster, root: Path, *, pool_size: int = 10,
-                 max_client_conn: int = 1000) -> None:
+                 max_client_conn: int = 1000, **extra: object) -> None:
+        """`extra`: more [pgbouncer] settings, e.g. `client_tls_sslmode="require"`."""
         binary = pgbouncer_binary()
         if binary is None:
             raise RuntimeError("pgbouncer is not installed")
@@ -59,6 +60,7 @@ class PgBouncer:
             "pidfile": root / "pgbouncer.pid",
             "log_connections": 1,
             "log_disconnections": 1,
+            **extra,
         }
         (root / "pgbouncer.ini").write_text(
             f"[databases]\n* = host=127.0.0.1 port={cluster.port}\n\n[pgbouncer]\n"
