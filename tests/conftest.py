@@ -224,17 +224,24 @@ def resources_client(database_url: str, sql: Any) -> Client:
 
 
 @pytest.fixture
-def client_for(database_url: str, sql: Any):
-    """A client for a separately built app, e.g. `client_for(DATABASE_URL=None)`."""
+def client_for(database_url: str, sql: Any) -> Iterator[Any]:
+    """A client for a separately built app, e.g. `client_for(DATABASE_URL=None)`; a connection
+    an app kept (DB_CONNECTION_REUSE) is closed after the test."""
     import serverless_wsgi
 
     from cities import create_app
+    from cities.db.connection import kept_connection
+
+    apps: list[Any] = []
 
     def build(**config: Any) -> Client:
         app = create_app({"DATABASE_URL": database_url, **config})
+        apps.append(app)
         return Client(lambda event, context: serverless_wsgi.handle_request(app, event, context))
 
-    return build
+    yield build
+    for app in apps:
+        kept_connection(app).drop()
 
 
 def served_operations(app: Any) -> set[tuple[str, str]]:

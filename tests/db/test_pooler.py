@@ -23,8 +23,7 @@ from cities.db.connection import kept_connection
 from cities.db.migrate import migrate
 from tests.conftest import run_sql
 from tests.support.lambda_events import Client
-from tests.support.pg_cluster import Cluster, ssl_capable_bindir
-from tests.support.pgbouncer import PgBouncer, pgbouncer_binary
+from tests.support.pgbouncer import PgBouncer, pooled_cluster, stop_pooled
 
 POOL_SIZE = 10
 NOT_READY = "client disconnect while server was not ready"
@@ -33,21 +32,9 @@ NOT_READY = "client disconnect while server was not ready"
 @pytest.fixture(scope="module")
 def pooler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgBouncer]:
     """PostgreSQL with SCRAM, migrated on its direct port, behind PgBouncer (pool size 10)."""
-    if pgbouncer_binary() is None:
-        pytest.skip("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
-    bindir = ssl_capable_bindir()
-    if bindir is None:
-        pytest.skip("no PostgreSQL server binaries from the system (pg_config --bindir) here")
-    root = tmp_path_factory.mktemp("pooler")
-    cluster = Cluster(root / "pg", password="pooled-secret", bindir=bindir)
-    cluster.configure(max_connections="40")
-    cluster.start()
-    migrate(cluster.url())
-    bouncer = PgBouncer(cluster, root / "bouncer", pool_size=POOL_SIZE)
-    bouncer.start()
+    bouncer = pooled_cluster(tmp_path_factory.mktemp("pooler"), pool_size=POOL_SIZE)
     yield bouncer
-    bouncer.stop()
-    cluster.stop("immediate")
+    stop_pooled(bouncer)
 
 
 @pytest.fixture
