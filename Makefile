@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint migrate fuzz audit clean package sls-package cfn-lint deploy migrate-deployed remove offline bench
+.PHONY: run test lint migrate schema fuzz audit clean package sls-package cfn-lint deploy migrate-deployed remove offline bench
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required" if sys.version_info < (3, 11) else 0)'
@@ -22,6 +22,10 @@ run: $(STAMP)
 
 migrate: $(STAMP)
 	$(PY) -m cities migrate
+
+# cities/db/schema.sql: the schema the migrations build, for reading (tests/db/test_schema.py).
+schema: $(STAMP)
+	$(PY) -m tests.support.schema
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
