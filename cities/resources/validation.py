@@ -84,6 +84,7 @@ SEARCH_SCHEMA = {
     "pattern": SEARCH_PATTERN,
 }
 COUNT_SCHEMA = {"type": "integer", "minimum": 0, "maximum": BIGINT_MAX}
+ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX}
 
 
 def detail(field: str, message: str, location: str = "body") -> dict[str, str]:
@@ -179,6 +180,14 @@ def count(value: Any) -> tuple[int | None, str | None]:
     if not 0 <= value <= BIGINT_MAX:
         return None, f"must be from 0 to {BIGINT_MAX}"
     return value, None
+
+
+def an_id(value: Any) -> tuple[int | None, str | None]:
+    """An item's id, 1 to 2**63-1, as a field referring to another resource holds it."""
+    number, reason = count(value)
+    if reason or number == 0:
+        return None, reason or f"must be from 1 to {BIGINT_MAX}"
+    return number, None
 
 
 def _listed(names: list[str]) -> str:

@@ -1,0 +1,23 @@
+"""`district`: a resource referring to another (`region_id` -> region), declared as the README's
+"Relations" says, to prove that the 422 of an unknown region, the 409 of deleting a region still
+referenced, their OpenAPI entries and the foreign key's index come from the declaration.
+
+Only the tests serve it (conftest.py creates its table and builds an app with it).
+"""
+
+from __future__ import annotations
+
+from cities.resources.resource import RESTRICT, Field, Reference, Resource, Sort
+from cities.resources.validation import ID_SCHEMA, TEXT_SCHEMA, an_id, clean_text
+from tests.support.resources.region import REGION
+
+DISTRICT = Resource(
+    singular="district",
+    plural="districts",
+    fields=(
+        Field("name", clean_text, TEXT_SCHEMA),
+        Field("region_id", an_id, ID_SCHEMA),
+    ),
+    sorts=(Sort("name", "lower({})"),),
+    references=(Reference("region_id", REGION, on_delete=RESTRICT),),
+)
