@@ -95,6 +95,10 @@ def list_page(
 ) -> list[dict[str, Any]]:
     """Up to `limit` rows matching `query`, in its order, after its cursor's row."""
     conditions, params, prefix = resource.list_filter(conn, query)
+    for spec, on in resource.ranges:  # declared range filters, on their sort's expression
+        if spec.name in query.filters:
+            conditions = [*conditions, f"{on.column} {spec.bound} {on.placeholder}"]
+            params = [*params, query.filters[spec.name]]
     sort = resource.sort_keys[query.sort]
     key, descending = sort.columns, sort.descending
     order = (*prefix, *key)

@@ -182,6 +182,13 @@ def count(value: Any) -> tuple[int | None, str | None]:
     return value, None
 
 
+def count_text(raw: str) -> tuple[int | None, str | None]:
+    """A count given as text (a query parameter): ASCII digits, then as `count` says."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
+        return None, f"must be a whole number from 0 to {BIGINT_MAX}"
+    return count(int(raw))
+
+
 def an_id(value: Any) -> tuple[int | None, str | None]:
     """An item's id, 1 to 2**63-1, as a field referring to another resource holds it."""
     number, reason = count(value)

@@ -22,9 +22,12 @@ CREATE TABLE district (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     name text NOT NULL CONSTRAINT district_name_length CHECK (char_length(name) BETWEEN 1 AND 100),
     region_id bigint NOT NULL REFERENCES region (id) ON DELETE RESTRICT,
+    population bigint NOT NULL DEFAULT 0 CONSTRAINT district_population_range
+        CHECK (population >= 0),
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 
 CREATE INDEX district_region_id ON district (region_id);
 CREATE INDEX district_name_order ON district (lower(name), id);
+CREATE INDEX district_population_order ON district (population, id);
