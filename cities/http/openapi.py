@@ -48,17 +48,31 @@ _ERRORS: dict[str, dict] = {
 
 
 def _responses(
-    resource: Resource, success: dict[str, dict], *codes: str
+    resource: Resource, success: dict[str, dict], *codes: str, conflict: str | None = None
 ) -> dict[str, dict]:
     errors = {
         **_ERRORS,
         "404": _error_ref(
             f"No such {resource.singular}, or an id that is not a positive 64-bit integer."
         ),
-        "409": _error_ref(" ".join(u.description for u in resource.uniques) or
+        "409": _error_ref(conflict or " ".join(u.description for u in resource.uniques) or
                           "A unique field's value is already taken."),
     }
+    if "415" in codes and resource.references:  # an operation with a body: its ids are checked
+        errors["422"] = _error_ref(_ERRORS["422"]["description"] + " " + " ".join(
+            f"`{r.field}` must be the id of an existing {r.target.singular}."
+            for r in resource.references))
     return {**success, **{code: errors[code] for code in (*codes, "500", "503")}}
+
+
+def _still_referenced(resource: Resource) -> tuple[tuple[str, ...], str | None]:
+    """The 409 a delete may answer (declared RESTRICT references to the resource): its code and
+    description, or none."""
+    restricting = resource.restricting()
+    if not restricting:
+        return (), None
+    users = " or ".join(f"{r.source.plural} (`{r.field}`)" for r in restricting if r.source)
+    return ("409",), f"The {resource.singular} is still referenced by {users}: nothing deleted."
 
 
 _ETAG = {
@@ -110,6 +124,11 @@ def _schemas(resource: Resource) -> dict[str, dict]:
     inputs = {
         f.name: _nullable(dict(f.schema)) if f.nullable else f.schema for f in resource.fields
     }
+    for reference in resource.references:
+        inputs[reference.field] = {
+            **inputs[reference.field],
+            "description": f"The id of {reference.target.a}; one that names none is 422.",
+        }
     return {
         title: {
             "type": "object",
@@ -183,6 +202,7 @@ def _paths(resource: Resource) -> dict[str, dict]:
     else:
         replaced = f"{_listed(names)} ({_listed(required) or 'none'} required)"
     changed = f"{', '.join(names)}, or both" if len(names) == 2 else f"some of {', '.join(names)}"
+    referenced, referenced_conflict = _still_referenced(resource)
     item_ops = {
         "get": {
             "operationId": f"get{title}",
@@ -203,7 +223,7 @@ def _paths(resource: Resource) -> dict[str, dict]:
             "parameters": [id_param, _IF_MATCH, _IF_NONE_MATCH],
             "responses": _responses(
                 resource, {"200": item_response(f"The deleted {resource.singular}.")},
-                "401", "404", "412", "428",
+                "401", "404", *referenced, "412", "428", conflict=referenced_conflict,
             ),
         },
     }

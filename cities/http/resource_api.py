@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
-from psycopg2 import errors as pgerrors
 
 from cities.db import store
 from cities.db.connection import commit, get_db, transaction
@@ -24,7 +23,6 @@ from cities.http import idempotency
 from cities.http.auth import WRITE_METHODS, check_write
 from cities.http.conditional import etag, if_match_holds, if_none_match_holds, write_condition
 from cities.http.errors import (
-    Conflict,
     NotFound,
     PreconditionFailed,
     PreconditionRequired,
@@ -39,15 +37,6 @@ from cities.resources.validation import body_fields, detail, read_json_body
 def check_api_key() -> None:
     if request.method in WRITE_METHODS:  # reads are public: no header or setting to look up
         check_write(request.headers.get("Authorization"), current_app.config)
-
-
-def conflict(resource: Resource, error: pgerrors.UniqueViolation) -> Conflict:
-    """The 409 of the unique constraint the database names; a generic one if undeclared."""
-    index = getattr(error.diag, "constraint_name", None)
-    for unique in resource.uniques:
-        if unique.index == index:
-            return Conflict(unique.message, [detail(f, m) for f, m in unique.details])
-    return Conflict()
 
 
 def precondition() -> tuple[str, list] | None:
@@ -104,13 +93,10 @@ def blueprint(resource: Resource) -> Blueprint:
         return row
 
     def write(operation: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run one write in a transaction and commit it; a unique constraint's violation becomes
-        its 409."""
+        """Run one write in a transaction and commit it (store.py turns what the database
+        refuses into the API's 409s and 422s)."""
         conn = transaction()
-        try:
-            result = operation(conn, resource, *args, **kwargs)
-        except pgerrors.UniqueViolation as error:
-            raise conflict(resource, error) from None
+        result = operation(conn, resource, *args, **kwargs)
         commit()
         return result
 

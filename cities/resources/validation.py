@@ -84,6 +84,7 @@ SEARCH_SCHEMA = {
     "pattern": SEARCH_PATTERN,
 }
 COUNT_SCHEMA = {"type": "integer", "minimum": 0, "maximum": BIGINT_MAX}
+ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX}
 
 
 def detail(field: str, message: str, location: str = "body") -> dict[str, str]:
@@ -181,6 +182,21 @@ def count(value: Any) -> tuple[int | None, str | None]:
     if not 0 <= value <= BIGINT_MAX:
         return None, f"must be from 0 to {BIGINT_MAX}"
     return value, None
+
+
+def count_text(raw: str) -> tuple[int | None, str | None]:
+    """A count given as text (a query parameter): ASCII digits, then as `count` says."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
+        return None, f"must be a whole number from 0 to {BIGINT_MAX}"
+    return count(int(raw))
+
+
+def an_id(value: Any) -> tuple[int | None, str | None]:
+    """An item's id, 1 to 2**63-1, as a field referring to another resource holds it."""
+    number, reason = count(value)
+    if reason or number == 0:
+        return None, reason or f"must be from 1 to {BIGINT_MAX}"
+    return number, None
 
 
 def _listed(names: list[str]) -> str:
