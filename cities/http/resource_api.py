@@ -11,6 +11,7 @@ before the response is built: teardown rolls back anything uncommitted and close
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -81,15 +82,21 @@ def blueprint(resource: Resource) -> Blueprint:
     var = f"{singular}_id"  # /cities/<city_id>: the route template request logs show
     item = f"/{resource.plural}/<{var}>"
 
+    def not_found(raw: str) -> NotFound:
+        """The one wording, the id always in double quotes as it was sent (JSON-escaped)."""
+        return NotFound(f"No {singular} with id {json.dumps(raw[:30], ensure_ascii=False)}.")
+
     def item_id_of(raw: str) -> int:
+        """The id of a canonical URL only: `/cities/02` is not `/cities/2` (one URL per item,
+        so caches and ETags never see two copies of one city), so it is a 404."""
         item_id = parse_positive_id(raw)
-        if item_id is None:
-            raise NotFound(f"No {singular} with id {raw[:30]!r}.")
+        if item_id is None or str(item_id) != raw:
+            raise not_found(raw)
         return item_id
 
     def found(row: dict[str, Any] | None, item_id: int) -> dict[str, Any]:
         if row is None:
-            raise NotFound(f"No {singular} with id {item_id}.")
+            raise not_found(str(item_id))
         return row
 
     def write(operation: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -39,7 +39,7 @@ PLATFORMS = {
     "linux aarch64": _manylinux("aarch64"),
     "macOS arm64": list(tags.mac_platforms((11, 0), "arm64")),  # 11: the first on Apple silicon
 }
-REQUIREMENTS = ("requirements.txt", "requirements-dev.txt")
+REQUIREMENTS = ("requirements.txt", "requirements-run.txt", "requirements-dev.txt")
 
 
 def pins() -> list[Requirement]:
