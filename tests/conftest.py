@@ -91,7 +91,7 @@ def databases(server_url: str) -> Iterator[Databases]:
 
 # The test-only resources' tables (tests/support/resources): created beside the shipped schema
 # without an entry in schema_migrations, so the database's schema version stays the shipped one.
-TEST_TABLES = Path(__file__).with_name("support") / "resources" / "create_country.sql"
+TEST_TABLES = Path(__file__).with_name("support") / "resources" / "create_tables.sql"
 
 
 @pytest.fixture(scope="session")
@@ -120,7 +120,7 @@ def sql(database_url: str) -> Iterator[Any]:
             cur.execute(query, params)
             return cur.fetchall() if cur.description else []
 
-    run("TRUNCATE city, country, idempotency_key RESTART IDENTITY")
+    run("TRUNCATE city, region, district, idempotency_key RESTART IDENTITY")
     yield run
     conn.close()
 
@@ -210,14 +210,16 @@ def open_connections(database_url: str, application_name: str = "cities") -> int
 
 @pytest.fixture
 def resources_client(database_url: str, sql: Any) -> Client:
-    """Talks to an app serving city and the test-only country, through HTTP API events."""
+    """Talks to an app serving city and the test-only region and district, through HTTP API
+    events."""
     import serverless_wsgi
 
     from cities import create_app
     from cities.resources.city import CITY
-    from tests.support.resources.country import COUNTRY
+    from tests.support.resources.district import DISTRICT
+    from tests.support.resources.region import REGION
 
-    app = create_app({"DATABASE_URL": database_url, "RESOURCES": (CITY, COUNTRY)})
+    app = create_app({"DATABASE_URL": database_url, "RESOURCES": (CITY, REGION, DISTRICT)})
     client = Client(lambda event, context: serverless_wsgi.handle_request(app, event, context))
     client.app = app
     return client

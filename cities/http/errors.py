@@ -52,9 +52,10 @@ MESSAGES: dict[int, str] = {
     503: "The service is temporarily unavailable; retry shortly.",
 }
 
+# The commands this checkout has: `make migrate` locally, `make migrate-deployed` for a stage.
 SCHEMA_MISSING = (
     "The database schema is missing or out of date: run the migrate function "
-    "(`serverless invoke -f migrate`, or `make migrate` locally)."
+    "(`make migrate` locally, `make migrate-deployed STAGE=<stage>` in AWS)."
 )
 
 

@@ -21,6 +21,7 @@ from cities import create_app
 from cities.db import store
 from cities.db.connection import kept_connection
 from cities.db.migrate import migrate
+from cities.ops.config import MAX_CONNECT_BUDGET
 from tests.conftest import run_sql
 from tests.support.lambda_events import Client
 from tests.support.pgbouncer import PgBouncer, pooled_cluster, stop_pooled
@@ -131,7 +132,10 @@ def test_reads_hand_their_server_back_instead_of_forking_new_ones(pooled: PgBoun
     """60 requests from 20 concurrent 'containers', a connection each: near POOL_SIZE backends."""
     seed = client(pooled.url())
     city_id = seed.post("/cities", {"name": "Capital City", "state": "Illinois"}).json["id"]
-    api = client(pooled.url())
+    # It counts backends, not seconds: the suite's 1 s connect budget would turn 20 connects
+    # queued on a busy machine into 503s, so each gets the longest budget a setting allows.
+    api = client(pooled.url(), DB_CONNECT_BUDGET=MAX_CONNECT_BUDGET,
+                 DB_CONNECT_TIMEOUT=int(MAX_CONNECT_BUDGET))
     paths = [f"/cities/{city_id}", "/cities?limit=5", "/health"] * 20
     before, errors_before = server_sessions(pooled), not_ready_disconnects(pooled)
     with ThreadPoolExecutor(20) as pool:
