@@ -45,7 +45,7 @@ def knob(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
-SECTIONS = knob("BENCH_SECTIONS", "cold,request,scale,artifact,memory,fanin").split(",")
+SECTIONS = knob("BENCH_SECTIONS", "cold,request,scale,artifact,memory,fanin,tls").split(",")
 COLD_RUNS = int(knob("BENCH_COLD_RUNS", "60"))
 REQUESTS = int(knob("BENCH_REQUESTS", "400"))
 SCALE_ROWS = [int(n) for n in knob("BENCH_SCALE_ROWS", "10000,1000000").split(",")]
@@ -857,6 +857,12 @@ def main() -> int:
         results["fanin"] = run_fanin()
     if "artifact" in SECTIONS:
         results["artifact"] = bench_artifact()
+    if "tls" in SECTIONS:
+        from bench.tls_connect import bench_tls_connect
+
+        log("TLS connect: client instructions per connect under callgrind, by CA file")
+        results["tls"] = bench_tls_connect() or {
+            "skipped": "needs valgrind, an SSL-capable PostgreSQL and a system CA bundle"}
     results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     results["machine"]["duration_seconds"] = round(time.perf_counter() - started)
     table = render(results, OUTPUT)

@@ -16,11 +16,12 @@ connecting to a hosted Postgres costs TCP + TLS + SCRAM round trips on every req
 connection is handed out again only when it looks healthy without a round trip (open, idle for
 less than `DB_CONNECTION_MAX_IDLE` seconds, no transaction, and nothing unread on its socket: a
 backend that was terminated or a server that went down leaves a notice or EOF there); otherwise
-it is dropped and a new one opened. If it still fails on the request's first statement (the
-`BEGIN`, so nothing of the request was sent), it is replaced transparently too. At the end of a
-request a clean connection is kept (an open transaction is rolled back first); after any database
-error or unhandled exception it is closed, so no transaction or broken state reaches the next
-request.
+it is dropped and a new one opened. It is then used like a new one, one round trip per read;
+if it still breaks on the request's first statement (a read, or the `BEGIN` sent alone before a
+write), nothing of the request took effect, and the view runs again on a new connection. At the
+end of a request a clean connection is kept (an open transaction is rolled back first); after
+any database error or unhandled exception it is closed, so no transaction or broken state
+reaches the next request.
 
 Every request's database work ends within `request_bound`: `DB_CONNECT_BUDGET`, plus the
 statement timeout, plus `DEADLINE_MARGIN`, counted from its first connection attempt. Through a
@@ -111,6 +112,7 @@ PERMANENT_FAILURES = (
     "root certificate file",
     "invalid integer value",  # a port that is not one: often a password's unencoded `/`
     "invalid port number",
+    "does not support direct tls negotiation",  # our own DirectTlsRefused
 )
 
 # PgBouncer's answers to a query it never sent to a server (each then closes the connection): no
@@ -132,9 +134,26 @@ class DatabaseTimeout(psycopg2.OperationalError):
 class NotForwarded(psycopg2.OperationalError):
     """The pooler refused the request's first statement before any server saw it."""
 
-# CA bundles present on Lambda (Amazon Linux) and Debian-like systems. psycopg2-binary's bundled
-# OpenSSL looks for its defaults under its build host's paths, so `verify-full` without an
-# explicit `sslrootcert` would fail on Lambda; we point it at a bundle that exists.
+
+class KeptConnectionDied(NotForwarded):
+    """The kept connection broke on the request's first statement, a read (or a write's lone
+    BEGIN): nothing that statement did can outlive it, so the view runs again on a new one."""
+
+
+# How a server without direct TLS negotiation answers a ClientHello sent as its first bytes:
+# PostgreSQL before 17 hangs up (EOF), PgBouncer 1.18 answers in its own protocol (which TLS
+# reads as a wrong version number). Without `sslnegotiation=direct` an EOF may be transient.
+DIRECT_TLS_REFUSALS = ("eof detected", "unexpected eof", "wrong version number")
+
+# The CA roots a verifying connection trusts unless the URL or PGSSLROOTCERT names its own: the
+# roots of the documented hosts (the file's header says which, and how to update them). libpq
+# parses its CA file on every connect, and the system bundle's ~145 certificates cost 80% more
+# client instructions per connect than these two (docs/benchmarks.md).
+ROOT_CERTS = os.path.join(os.path.dirname(__file__), "certs", "roots.pem")
+
+# System CA bundles on Lambda (Amazon Linux) and Debian-like systems: what `sslrootcert=system`
+# means here. psycopg2-binary's bundled OpenSSL looks for its default store under its build
+# host's paths, so libpq's own `system` would find nothing on Lambda.
 CA_BUNDLES = (
     "/etc/pki/tls/certs/ca-bundle.crt",
     "/etc/ssl/certs/ca-certificates.crt",
@@ -159,6 +178,31 @@ def is_permanent(error: psycopg2.OperationalError) -> bool:
     return any(marker in message for marker in PERMANENT_FAILURES)
 
 
+class DirectTlsRefused(psycopg2.OperationalError):
+    """The server cannot take TLS at once (`sslnegotiation=direct`): a setting to change, so it
+    is reported as such and never retried for the whole connect budget."""
+
+    def __init__(self, error: psycopg2.OperationalError) -> None:
+        said = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        super().__init__(
+            "the server does not support direct TLS negotiation (sslnegotiation=direct needs "
+            "PostgreSQL 17 or later, or a proxy that offers it such as Neon's; PgBouncer 1.18 "
+            f"does not): remove sslnegotiation=direct from the URL. libpq said: {said}"
+        )
+
+
+def negotiates_tls_directly(url: str) -> bool:
+    """True when libpq will send its TLS ClientHello first (`sslnegotiation=direct`)."""
+    params = psycopg2.extensions.parse_dsn(url)
+    return (params.get("sslnegotiation") or os.environ.get("PGSSLNEGOTIATION")) == "direct"
+
+
+def refused_direct_tls(error: psycopg2.OperationalError, direct: bool) -> bool:
+    """True when a direct-negotiation connect failed the way servers without it answer."""
+    message = str(error).lower()
+    return direct and any(marker in message for marker in DIRECT_TLS_REFUSALS)
+
+
 def refused_before_forwarding(error: psycopg2.Error) -> bool:
     """True for a pooler's own refusal of a query (`NOT_FORWARDED`), read from the first line
     only ("FATAL:  <message>"): a server's error that merely quotes such words is not one."""
@@ -178,13 +222,25 @@ def _backoff(attempt: int) -> float:
 
 
 def ssl_root_cert(url: str, candidates: Sequence[str] | None = None) -> str | None:
-    """A CA bundle for `verify-ca`/`verify-full` unless the URL or PGSSLROOTCERT names one."""
+    """The CA file to pass libpq for `verify-ca`/`verify-full`, or None to leave its choice.
+
+    The shipped roots (`ROOT_CERTS`) unless the URL or PGSSLROOTCERT names a file, which is then
+    used as is; `system`, the explicit fallback, is the first system bundle that exists.
+    """
     params = psycopg2.extensions.parse_dsn(url)
     mode = params.get("sslmode") or os.environ.get("PGSSLMODE", "")
     if mode not in ("verify-ca", "verify-full"):
         return None
-    if params.get("sslrootcert") or os.environ.get("PGSSLROOTCERT"):
-        return None
+    named = params.get("sslrootcert") or os.environ.get("PGSSLROOTCERT")
+    if not named:
+        return ROOT_CERTS
+    if named == "system":
+        return system_ca_bundle(candidates)
+    return None
+
+
+def system_ca_bundle(candidates: Sequence[str] | None = None) -> str | None:
+    """The first system CA bundle that exists (None: libpq's own `system`, which then fails)."""
     return next((path for path in candidates or CA_BUNDLES if os.path.isfile(path)), None)
 
 
@@ -209,6 +265,7 @@ def connect(
         raise DatabaseUrlError(url, exc) from None
     if root_cert:
         options["sslrootcert"] = root_cert
+    direct = negotiates_tls_directly(url)
     budget_end = time.monotonic() + budget
     attempt = 0
     while True:
@@ -225,6 +282,8 @@ def connect(
         except psycopg2.ProgrammingError as exc:
             raise DatabaseUrlError(url, exc) from None
         except psycopg2.OperationalError as exc:
+            if refused_direct_tls(exc, direct):
+                raise DirectTlsRefused(exc) from None
             attempt += 1
             delay = _backoff(attempt)
             if is_permanent(exc) or time.monotonic() + delay >= budget_end:
@@ -275,14 +334,22 @@ class PreludeCursor(psycopg2.extensions.cursor):
     def execute(self, query: str, vars: object = None) -> None:
         conn = self.connection
         prelude = conn.prelude
+        retryable, conn.retry_if_dead = conn.retry_if_dead and not prelude, False
         if prelude:
             conn.prelude = None
             query = prelude + query
         elif conn.prefix:
             query = conn.prefix + query
-        super().execute(query, vars)
-        if conn.async_:
-            conn.answer()
+        try:
+            super().execute(query, vars)
+            if conn.async_:
+                conn.answer()
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            if retryable and died_in_use(conn, exc):
+                log.info("kept connection failed on its first statement (%s); reconnecting",
+                         type(exc).__name__)
+                raise KeptConnectionDied(type(exc).__name__) from None
+            raise
 
 
 class Connection(psycopg2.extensions.connection):
@@ -302,6 +369,9 @@ class Connection(psycopg2.extensions.connection):
     # before forwarding it.
     deadline = 0.0
     first = False
+    # A kept connection whose next statement is the request's first, a read: may it be retried
+    # on a new connection if the kept one turns out dead? (see _reuse)
+    retry_if_dead = False
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
@@ -427,25 +497,28 @@ def _begin(conn: psycopg2.extensions.connection, statement_timeout_ms: int) -> N
         cur.execute(_begin_sql(statement_timeout_ms))
 
 
-def _reuse(config: Mapping[str, Any], deadline: float) -> psycopg2.extensions.connection | None:
-    """The kept connection with this request's transaction begun, or None to connect anew.
+def died_in_use(conn: psycopg2.extensions.connection, error: Exception) -> bool:
+    """True when `error` broke the connection itself (closed socket, terminated backend), not a
+    statement on a live one (a timeout, a cancelled query) nor the request's deadline."""
+    return bool(conn.closed) and not isinstance(error, DatabaseTimeout)
 
-    A kept connection that fails on `BEGIN` died silently while idle; nothing of this request
-    reached the server, so it is dropped and the request simply opens a new one. One that got no
-    answer by the request's deadline is a 503 (a new one could not do better).
+
+def _reuse(config: Mapping[str, Any], deadline: float) -> psycopg2.extensions.connection | None:
+    """The kept connection, used like a new one: each read is one round trip
+    (`SET LOCAL statement_timeout; SELECT`), or None to connect anew.
+
+    A kept connection can die silently while idle. If it breaks on the request's first
+    statement, a read, nothing of the request can have had an effect and no byte of an answer
+    reached the client, so the view runs once more on a new connection (`KeptConnectionDied`,
+    `_retry_refused`). A write on it first sends `BEGIN` alone (`transaction`), retried the same
+    way; the write itself is never resent.
     """
     conn = kept_connection(current_app).take(config["DB_CONNECTION_MAX_IDLE"])
     if conn is None:
         return None
     conn.deadline = deadline
-    try:
-        _begin(conn, config["DB_STATEMENT_TIMEOUT_MS"])
-    except DatabaseTimeout:
-        raise
-    except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
-        log.info("kept connection failed before use (%s); reconnecting", type(exc).__name__)
-        _discard(conn)
-        return None
+    conn.prelude, conn.prefix = None, _timeout_sql(config["DB_STATEMENT_TIMEOUT_MS"])
+    conn.first = conn.retry_if_dead = True
     return conn
 
 
@@ -465,8 +538,8 @@ def get_db() -> psycopg2.extensions.connection:
     On a new connection each statement travels as `SET LOCAL statement_timeout = N; <statement>`:
     one message, one implicit transaction, one round trip, and the connection is idle again as
     soon as it answers. A startup `options` parameter would be simpler but poolers such as Neon's
-    refuse it. A kept connection (reuse mode) begins a transaction explicitly first, so one that
-    died while idle fails before any of the request was sent; it is rolled back at the end.
+    refuse it. A kept connection (reuse mode) is used the same way (see `_reuse` for one that
+    died while idle).
     Every answer is due by the request's deadline (module docstring).
     """
     conn = g.get("db")
@@ -511,7 +584,10 @@ def transaction() -> psycopg2.extensions.connection:
     transaction is rolled back at teardown.
     """
     conn = get_db()
-    if conn.prefix:  # reading so far, each statement on its own: begin with the next one
+    if conn.retry_if_dead:  # a kept connection, still unused: probe it with BEGIN alone
+        conn.prefix = None
+        _begin(conn, current_app.config["DB_STATEMENT_TIMEOUT_MS"])
+    elif conn.prefix:  # reading so far, each statement on its own: begin with the next one
         conn.prelude, conn.prefix = _begin_sql(current_app.config["DB_STATEMENT_TIMEOUT_MS"]), None
     return conn
 
@@ -539,7 +615,8 @@ def close_db(exc: BaseException | None = None) -> None:
 
 def _retry_refused(dispatch: Callable[[], Any]) -> Any:
     """Run the view; while the pooler refuses the request's first statement before forwarding
-    it (`NotForwarded`), run it again on a new connection, within the connect budget."""
+    it (`NotForwarded`), run it again on a new connection, within the connect budget. A kept
+    connection that died under the first statement (`KeptConnectionDied`) is replaced at once."""
     attempt = 0
     while True:
         try:
@@ -549,6 +626,8 @@ def _retry_refused(dispatch: Callable[[], Any]) -> Any:
             conn = g.pop("db", None)
             if conn is not None:
                 _discard(conn)
+            if isinstance(refusal, KeptConnectionDied):
+                continue  # logged where it broke; the next connection is a new one
             delay = _backoff(attempt)
             if time.monotonic() + delay >= g.db_times[0]:
                 log.warning("the pooler refused the request's first statement until "

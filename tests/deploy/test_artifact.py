@@ -70,6 +70,7 @@ def test_zip_holds_the_app_and_every_runtime_dependency(names: list[str]) -> Non
         assert package in tops, f"{package} missing from the zip"
     assert {"handler.py", "serverless_wsgi.py"} <= tops
     assert "cities/db/migrations/0001_create_city.sql" in names
+    assert "cities/db/certs/roots.pem" in names  # verify-full's default CA file
     assert "psycopg2/_psycopg.cpython-312-x86_64-linux-gnu.so" in names
 
 
