@@ -446,7 +446,7 @@ def document(resources: Iterable[Resource]) -> dict[str, Any]:
                                 "code": {
                                     "type": "string",
                                     "enum": [
-                                        "bad_request", "unauthorized", "not_found",
+                                        "bad_request", "unauthorized", "forbidden", "not_found",
                                         "method_not_allowed", "conflict", "payload_too_large",
                                         "unsupported_media_type", "validation_failed",
                                         "service_unavailable", "internal_error",

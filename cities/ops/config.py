@@ -261,7 +261,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MIGRATIONS_DATABASE_URL", DatabaseUrl(), None,
             "URL for migrations: the direct (non -pooler) endpoint (unset: DATABASE_URL)",
             refuses="migrations fail", secret=True),
-    Setting("API_KEYS", KeyList(), (), "comma-separated bearer keys that protect writes",
+    Setting("API_KEYS", KeyList(), (), "comma-separated bearer keys that protect writes, each "
+            "`name:key` (the name is logged) or a bare key (logged as `key-<n>`)",
             refuses="every write (POST, PUT, PATCH, DELETE) answers 503", secret=True),
     Setting("DB_CONNECT_TIMEOUT", Number("seconds", 1, MAX_CONNECT_BUDGET, whole=True),
             DEFAULT_CONNECT_TIMEOUT, "seconds one connection attempt may take (libpq)"),
@@ -365,10 +366,32 @@ def load_dotenv_if_present(path: Path | None = None) -> bool:
 
 
 def parse_api_keys(raw: str | None) -> tuple[str, ...]:
-    """Comma-separated keys, so a new key can be added before the old one is removed."""
+    """Comma-separated entries, `name:key` or a bare key, so a new key can be added before the
+    old one is removed; entries are kept as written (`named_api_keys` reads them)."""
     if not raw:
         return ()
     return tuple(key.strip() for key in raw.split(",") if key.strip())
+
+
+# A writer's name in `name:key`: what logs and quotas show, so it must never be a key's piece.
+_WRITER_NAME = r"[A-Za-z][A-Za-z0-9_.-]{0,63}"
+
+
+def named_api_keys(entries: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(writer name, key) of each `API_KEYS` entry: `name:key` (split at the first `:`, the
+    name a word of letters, digits, `_.-`), else a bare key named by its place, `key-1`...
+
+    Two entries may share a name: one writer rotating its key. A bare key is never shown, nor
+    any piece of it, so its name says only where it stands in the setting.
+    """
+    named = []
+    for place, entry in enumerate(entries, start=1):
+        name, colon, key = entry.partition(":")
+        if colon and key.strip() and re.fullmatch(_WRITER_NAME, name.strip(), re.ASCII):
+            named.append((name.strip(), key.strip()))
+        else:
+            named.append((f"key-{place}", entry))
+    return tuple(named)
 
 
 def api_key_settings(raw: str | None, source: str) -> dict[str, Any]:
@@ -383,8 +406,11 @@ def describe_api_keys(settings: Mapping[str, Any]) -> str:
     """How many keys protect writes, for the start-up log (never the keys themselves)."""
     if settings.get("API_KEYS_UNUSABLE"):
         return f"API keys: {settings['API_KEYS_UNUSABLE']} holds no key, writes are refused"
-    count = len(settings.get("API_KEYS") or ())
-    return f"API keys: {count} active" if count else "API keys: none set, writes are open"
+    named = named_api_keys(settings.get("API_KEYS") or ())
+    if not named:
+        return "API keys: none set, writes are open"
+    writers = ", ".join(dict.fromkeys(name for name, _ in named))
+    return f"API keys: {len(named)} active (writers: {writers})"
 
 
 # Settings the app reads from its Flask config under their own name (the rest are gathered
