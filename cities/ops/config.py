@@ -239,6 +239,9 @@ _BASE_PATH = r"[A-Za-z0-9$_.+!*'()-]+(/[A-Za-z0-9$_.+!*'()-]+)*"
 # or its ARN: no spaces, quotes or an unresolved `${...}`.
 _SSM_NAME = r"[A-Za-z0-9_.\-/:]{1,2048}"
 _DB_REQUESTS = "requests that need the database answer 503"
+# An issuer or JWKS URL: https, or plain http to this machine only (a local provider, the tests).
+OIDC_URL = r"https://[^\s/?#]+[^\s?#]*|http://(127\.0\.0\.1|localhost)(:[0-9]+)?(/[^\s?#]*)?"
+_OIDC_WRITES = "every write (POST, PUT, PATCH, DELETE) answers 503"
 _SSM_REQUESTS = "every request answers 503 (the SSM parameters are not read)"
 
 
@@ -264,6 +267,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("API_KEYS", KeyList(), (), "comma-separated bearer keys that protect writes, each "
             "`name:key` (the name is logged) or a bare key (logged as `key-<n>`)",
             refuses="every write (POST, PUT, PATCH, DELETE) answers 503", secret=True),
+    Setting("JWT_ISSUER", Pattern(OIDC_URL, "an https URL (the `iss` of the tokens)"), None,
+            "OIDC issuer whose bearer JWTs may write beside API keys (needs JWT_AUDIENCE)",
+            refuses=_OIDC_WRITES),
+    Setting("JWT_AUDIENCE", Pattern(r"[!-~]{1,256}", "the `aud` tokens must name, no spaces"),
+            None, "audience the tokens must be issued for (this API's identifier)",
+            refuses=_OIDC_WRITES),
+    Setting("JWT_JWKS_URL", Pattern(OIDC_URL, "an https URL"), None,
+            "the issuer's JWKS (unset: read from its /.well-known/openid-configuration)",
+            refuses=_OIDC_WRITES),
+    Setting("JWT_WRITE_SCOPE", Pattern(r"[!#-\[\]-~]{1,128}", "one scope token, no spaces"),
+            "cities:write", "scope a token needs to write (in `scope` or `scp`)",
+            refuses=_OIDC_WRITES),
     Setting("DB_CONNECT_TIMEOUT", Number("seconds", 1, MAX_CONNECT_BUDGET, whole=True),
             DEFAULT_CONNECT_TIMEOUT, "seconds one connection attempt may take (libpq)"),
     Setting("DB_CONNECT_BUDGET", Number("seconds", 0, MAX_CONNECT_BUDGET, above_low=True),
@@ -419,7 +434,16 @@ _CONFIG_KEYS = (
     "DATABASE_URL", "MIGRATIONS_DATABASE_URL", "API_KEYS", "DB_CONNECT_TIMEOUT",
     "DB_CONNECT_BUDGET", "DB_STATEMENT_TIMEOUT_MS", "LOG_LEVEL", "PUBLIC_HOSTS",
     "REQUIRE_IF_MATCH", "DB_CONNECTION_REUSE", "DB_CONNECTION_MAX_IDLE",
+    "JWT_ISSUER", "JWT_AUDIENCE", "JWT_JWKS_URL", "JWT_WRITE_SCOPE",
 )
+
+
+def token_problems(values: Mapping[str, Any]) -> list[str]:
+    """Token settings that only make sense together: an issuer without an audience would take
+    any token the issuer signs, for any application, so writes are refused until both are set."""
+    if values.get("JWT_ISSUER") and not values.get("JWT_AUDIENCE"):
+        return ["JWT_AUDIENCE"]
+    return []
 
 
 def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -432,6 +456,9 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     for problem in problems:
         log.log(logging.ERROR if problem.setting.refuses else logging.WARNING, problem.message())
     unusable = tuple(problem.setting.name for problem in problems if problem.setting.refuses)
+    for name in token_problems(values):
+        log.error("JWT_ISSUER is set but %s is not: every write answers 503 until it is", name)
+        unusable += (name,)
     return {
         **{key: values[key] for key in _CONFIG_KEYS},
         "API_KEYS_UNUSABLE": "API_KEYS" if "API_KEYS" in unusable else None,
