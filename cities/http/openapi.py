@@ -47,8 +47,15 @@ _ERRORS: dict[str, dict] = {
     "400": _error_ref("Malformed JSON body.", example=_error_example(
         400, "The request body is not valid JSON.")),
     "401": _error_ref(
-        "Writes need `Authorization: Bearer <key>` when the server has API keys set.",
+        "Writes need `Authorization: Bearer <credential>` when the server has API keys or a "
+        "token issuer set: an API key, or a JWT from the issuer. `WWW-Authenticate` says why "
+        "one was refused (RFC 6750 `error=\"invalid_token\"`, `error_description`).",
         extra={"WWW-Authenticate": {"schema": {"type": "string"}}}, status=401,
+    ),
+    "403": _error_ref(
+        "The token is valid but lacks the write scope (`cities:write` unless the server sets "
+        "another); `WWW-Authenticate` says `error=\"insufficient_scope\"` and the scope.",
+        extra={"WWW-Authenticate": {"schema": {"type": "string"}}}, status=403,
     ),
     "412": _error_ref("If-Match (or If-None-Match) does not hold: the item has changed since "
                       "that version was read. Nothing was written.", status=412),
@@ -147,7 +154,8 @@ def _item_example(resource: Resource) -> dict[str, Any]:
     return {ID: 1, **_examples(resource), **dict.fromkeys(TIMESTAMPS, stamp)}
 
 
-_SECURED = [{}, {"bearer": []}]
+# Writes: open (no keys nor issuer set), an API key, or a JWT from the configured issuer.
+_SECURED = [{}, {"bearer": []}, {"oidcToken": []}]
 
 
 def _listed(names: list[str]) -> str:
@@ -238,7 +246,7 @@ def _paths(resource: Resource) -> dict[str, dict]:
             "responses": _responses(
                 resource,
                 {"200": item_response(f"The updated {resource.singular}.")},
-                "400", "401", "404", "409", "412", "413", "415", "422", "428",
+                "400", "401", "403", "404", "409", "412", "413", "415", "422", "428",
             ),
         }
 
@@ -274,7 +282,7 @@ def _paths(resource: Resource) -> dict[str, dict]:
             "parameters": [id_param, _IF_MATCH, _IF_NONE_MATCH],
             "responses": _responses(
                 resource, {"200": item_response(f"The deleted {resource.singular}.")},
-                "401", "404", *referenced, "412", "428", conflict=referenced_conflict,
+                "401", "403", "404", *referenced, "412", "428", conflict=referenced_conflict,
             ),
         },
     }
@@ -366,7 +374,7 @@ def _paths(resource: Resource) -> dict[str, dict]:
                             },
                         )
                     },
-                    "400", "401", "409", "413", "415", "422",
+                    "400", "401", "403", "409", "413", "415", "422",
                 ),
             },
         },
@@ -432,7 +440,14 @@ def document(resources: Iterable[Resource]) -> dict[str, Any]:
             },
         },
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "An API key (`API_KEYS`), sent as the bearer token."},
+                "oidcToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                              "description": "A JWT from the server's OIDC issuer "
+                              "(`JWT_ISSUER`, audience `JWT_AUDIENCE`), signed RS256, ES256 or "
+                              "EdDSA, with the scope `cities:write`."},
+            },
             "schemas": {
                 **schemas,
                 "Error": {
@@ -446,7 +461,7 @@ def document(resources: Iterable[Resource]) -> dict[str, Any]:
                                 "code": {
                                     "type": "string",
                                     "enum": [
-                                        "bad_request", "unauthorized", "not_found",
+                                        "bad_request", "unauthorized", "forbidden", "not_found",
                                         "method_not_allowed", "conflict", "payload_too_large",
                                         "unsupported_media_type", "validation_failed",
                                         "service_unavailable", "internal_error",

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 
 from cities.db import store
 from cities.db.connection import commit, get_db, transaction
@@ -36,8 +36,10 @@ from cities.resources.validation import body_fields, detail, read_json_body
 
 
 def check_api_key() -> None:
-    if request.method in WRITE_METHODS:  # reads are public: no header or setting to look up
-        check_write(request.headers.get("Authorization"), current_app.config)
+    """A write's writer, kept for the log line (and quotas); reads are public: no header or
+    setting to look up."""
+    if request.method in WRITE_METHODS:
+        g.writer = check_write(request.headers.get("Authorization"), current_app.config)
 
 
 def precondition() -> tuple[str, list] | None:
