@@ -64,9 +64,8 @@ def _request(r: dict[str, Any]) -> list[str]:
         "read's implicit transaction ends with it, leaving the connection idle).",
         f"With `DB_CONNECTION_REUSE=1` the same GET takes {reuse:.2f} ms ({reuse / floor:.2f}x "
         f"the per-invocation floor): no connect. What remains is the app (event to WSGI to Flask "
-        f"to JSON, about {max(reuse - warm, 0):.2f} ms above the warm floor), the explicit BEGIN "
-        "that checks a kept connection before any of the request is sent, and the ROLLBACK that "
-        "ends the read before the connection is kept again. Against a "
+        f"to JSON, about {max(reuse - warm, 0):.2f} ms above the warm floor) and the read itself, "
+        "one round trip as on a new connection (`SET LOCAL statement_timeout; SELECT`). Against a "
         "hosted database, with TLS and network round trips, connecting costs more, so the gain "
         "is larger there.",
     ]

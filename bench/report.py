@@ -48,6 +48,9 @@ METHOD = """\
   run, so each pays for filling its pool. Server CPU is the postmaster's, its live backends' and
   its reaped backends' user + system time (`/proc`, 10 ms ticks) over the run, on a cluster of its
   own that logs connections; server sessions are its `connection authorized` lines.
+- **TLS connect** (`python -m bench.tls_connect`): a throwaway SSL-capable PostgreSQL with a
+  certificate from a CA made for the run; each CA file has that CA appended so both verify the
+  same server. Instructions of N connects minus those of none, in a process of their own.
 """
 
 
@@ -317,6 +320,7 @@ def render_markdown(results: dict[str, Any], png: str | None) -> str:
                     f"| {m['errors']} of {m['requests']} |"
                 )
 
+    out += _tls_section(results.get("tls"))
     if "runtime" in results:
         from bench.runtime import render as render_runtime
 
@@ -327,6 +331,30 @@ def render_markdown(results: dict[str, Any], png: str | None) -> str:
         out += ["", "## Findings", ""] + [f"- {n}" for n in notes]
     out += ["", "## Method", "", METHOD]
     return "\n".join(out) + "\n"
+
+
+def _tls_section(tls: dict[str, Any] | None) -> list[str]:
+    """Client instructions per verified TLS connect, by the CA file libpq loads each time."""
+    if not tls:
+        return []
+    out = ["", "## 7. TLS connect: the CA file", ""]
+    if "skipped" in tls:
+        return [*out, f"Skipped: {tls['skipped']}."]
+    out += [
+        "Client instructions (callgrind) per `connect()` with `sslmode=verify-full&"
+        f"channel_binding=require` and SCRAM, mean of {tls['connects']} connects: libpq builds a "
+        "new TLS context per connection and parses its whole CA file each time.",
+        "",
+        "| CA file | certificates | instructions per connect |",
+        "|---|---|---|",
+    ]
+    for name in ("shipped roots", "system bundle"):
+        row = tls[name]
+        out.append(f"| {name} | {row['certificates']} | {row['instructions_m']}M |")
+    ratio = tls["system bundle"]["instructions_m"] / tls["shipped roots"]["instructions_m"]
+    out += ["", f"The system bundle (`{tls['bundle']}`, `sslrootcert=system`) costs {ratio:.2f}x "
+            "the shipped roots (cities/db/certs/roots.pem, the default) per connect."]
+    return out
 
 
 def render(results: dict[str, Any], output: Path) -> str:

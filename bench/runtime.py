@@ -126,7 +126,7 @@ def bench_runtime(runs: int) -> dict[str, Any]:
 
 def render(result: dict[str, Any]) -> list[str]:
     """The report's markdown lines for this section."""
-    out = ["", "## 7. Runtime and architecture", ""]
+    out = ["", "## 8. Runtime and architecture", ""]
     cold, zips = result["cold"], result["zips"]
     if "skipped" in cold:
         out.append(f"Cold import per Python: skipped: {cold['skipped']}.")

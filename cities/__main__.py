@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -95,8 +96,32 @@ def main(argv: list[str] | None = None) -> None:
         _serve(args, settings["DATABASE_URL"])
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# Werkzeug's access line: `127.0.0.1 - - [date] "GET /cities HTTP/1.1" 200 -`.
+_ACCESS_LINE = re.compile(r'\] "[^"]*" \d{3} ')
+
+
+class _ServerLog(logging.Filter):
+    """Werkzeug's lines under `make run`: its access line is dropped (the app already logs each
+    request as one JSON line), and its colour codes are kept for a terminal only."""
+
+    def __init__(self, colours: bool) -> None:
+        super().__init__()
+        self.colours = colours
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        plain = _ANSI.sub("", record.getMessage())
+        if _ACCESS_LINE.search(plain):
+            return False
+        if not self.colours:
+            record.msg, record.args = plain, ()
+        return True
+
+
 def _serve(args: argparse.Namespace, database_url: str) -> None:
     from cities import create_app
+
+    logging.getLogger("werkzeug").addFilter(_ServerLog(colours=sys.stderr.isatty()))
 
     app = create_app({"DATABASE_URL": database_url})
     app.run(host=args.host, port=args.port, threaded=True, use_reloader=args.reload)

@@ -91,7 +91,7 @@ def databases(server_url: str) -> Iterator[Databases]:
 
 # The test-only resources' tables (tests/support/resources): created beside the shipped schema
 # without an entry in schema_migrations, so the database's schema version stays the shipped one.
-TEST_TABLES = Path(__file__).with_name("support") / "resources" / "create_country.sql"
+TEST_TABLES = Path(__file__).with_name("support") / "resources" / "create_tables.sql"
 
 
 @pytest.fixture(scope="session")
@@ -120,7 +120,7 @@ def sql(database_url: str) -> Iterator[Any]:
             cur.execute(query, params)
             return cur.fetchall() if cur.description else []
 
-    run("TRUNCATE city, country, idempotency_key RESTART IDENTITY")
+    run("TRUNCATE city, region, district, idempotency_key RESTART IDENTITY")
     yield run
     conn.close()
 
@@ -210,31 +210,40 @@ def open_connections(database_url: str, application_name: str = "cities") -> int
 
 @pytest.fixture
 def resources_client(database_url: str, sql: Any) -> Client:
-    """Talks to an app serving city and the test-only country, through HTTP API events."""
+    """Talks to an app serving city and the test-only region and district, through HTTP API
+    events."""
     import serverless_wsgi
 
     from cities import create_app
     from cities.resources.city import CITY
-    from tests.support.resources.country import COUNTRY
+    from tests.support.resources.district import DISTRICT
+    from tests.support.resources.region import REGION
 
-    app = create_app({"DATABASE_URL": database_url, "RESOURCES": (CITY, COUNTRY)})
+    app = create_app({"DATABASE_URL": database_url, "RESOURCES": (CITY, REGION, DISTRICT)})
     client = Client(lambda event, context: serverless_wsgi.handle_request(app, event, context))
     client.app = app
     return client
 
 
 @pytest.fixture
-def client_for(database_url: str, sql: Any):
-    """A client for a separately built app, e.g. `client_for(DATABASE_URL=None)`."""
+def client_for(database_url: str, sql: Any) -> Iterator[Any]:
+    """A client for a separately built app, e.g. `client_for(DATABASE_URL=None)`; a connection
+    an app kept (DB_CONNECTION_REUSE) is closed after the test."""
     import serverless_wsgi
 
     from cities import create_app
+    from cities.db.connection import kept_connection
+
+    apps: list[Any] = []
 
     def build(**config: Any) -> Client:
         app = create_app({"DATABASE_URL": database_url, **config})
+        apps.append(app)
         return Client(lambda event, context: serverless_wsgi.handle_request(app, event, context))
 
-    return build
+    yield build
+    for app in apps:
+        kept_connection(app).drop()
 
 
 def served_operations(app: Any) -> set[tuple[str, str]]:

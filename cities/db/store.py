@@ -2,17 +2,26 @@
 
 Values always travel as query parameters. Column and table names come from the declaration and
 the sort's SQL from its whitelisted sort keys, never from input.
+
+What the database refuses in a write is translated here, where the SQL is, into the API's
+errors by the declaration: a unique index's violation into its 409, a foreign key's into a 422
+on the field (an id naming no row) or, on delete, a 409 (the row is still referenced).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from psycopg2 import errors as pgerrors
 from psycopg2.extensions import connection
 
+from cities.http.errors import Conflict, ValidationFailed
 from cities.http.listing import ListQuery
 from cities.resources.resource import Resource
+from cities.resources.validation import detail
 
 # Each write moves `updated_at` forward, even within one transaction or clock tick.
 TOUCH = "updated_at = greatest(now(), updated_at + interval '1 microsecond')"
@@ -33,6 +42,48 @@ def as_json(resource: Resource, row: tuple[Any, ...] | None) -> dict[str, Any] |
     return item
 
 
+def _constraint(error: Any) -> str | None:
+    return getattr(error.diag, "constraint_name", None)
+
+
+def conflict(resource: Resource, error: pgerrors.UniqueViolation) -> Conflict:
+    """The 409 of the unique constraint the database names; a generic one if undeclared."""
+    index = _constraint(error)
+    for unique in resource.uniques:
+        if unique.index == index:
+            return Conflict(unique.message, [detail(f, m) for f, m in unique.details])
+    return Conflict()
+
+
+def unknown_target(resource: Resource, error: pgerrors.ForeignKeyViolation) -> ValidationFailed:
+    """The 422 of a reference naming no row of its target."""
+    reference = resource.reference_named(_constraint(error))
+    if reference is None:
+        return ValidationFailed(details=[detail("body", "refers to an item that does not exist")])
+    target = reference.target.singular
+    return ValidationFailed(details=[detail(reference.field, f"is not the id of any {target}")])
+
+
+def still_referenced(resource: Resource, error: pgerrors.IntegrityError) -> Conflict:
+    """The 409 of deleting a row that a RESTRICT reference still points at."""
+    reference = resource.referenced_by.get(_constraint(error))
+    if reference is None or reference.source is None:
+        return Conflict(f"This {resource.singular} is still referenced by other items.")
+    return Conflict(f"This {resource.singular} is still referenced by "
+                    f"{reference.source.plural} ({reference.field}): delete or change them first.")
+
+
+@contextmanager
+def _writing(resource: Resource) -> Iterator[None]:
+    """Run an INSERT or UPDATE, its refusals by a declared constraint turned into API errors."""
+    try:
+        yield
+    except pgerrors.UniqueViolation as error:
+        raise conflict(resource, error) from None
+    except pgerrors.ForeignKeyViolation as error:
+        raise unknown_target(resource, error) from None
+
+
 def get(conn: connection, resource: Resource, item_id: int) -> dict[str, Any] | None:
     with conn.cursor() as cur:
         cur.execute(resource.select_by_id, (item_id,))
@@ -44,6 +95,10 @@ def list_page(
 ) -> list[dict[str, Any]]:
     """Up to `limit` rows matching `query`, in its order, after its cursor's row."""
     conditions, params, prefix = resource.list_filter(conn, query)
+    for spec, on in resource.ranges:  # declared range filters, on their sort's expression
+        if spec.name in query.filters:
+            conditions = [*conditions, f"{on.column} {spec.bound} {on.placeholder}"]
+            params = [*params, query.filters[spec.name]]
     sort = resource.sort_keys[query.sort]
     key, descending = sort.columns, sort.descending
     order = (*prefix, *key)
@@ -68,7 +123,7 @@ def list_page(
 def create(conn: connection, resource: Resource, fields: dict[str, Any]) -> dict[str, Any]:
     """Insert the given fields (those left out get their column's default)."""
     names = [f.name for f in resource.fields if f.name in fields]
-    with conn.cursor() as cur:
+    with conn.cursor() as cur, _writing(resource):
         cur.execute(
             f"INSERT INTO {resource.table} ({', '.join(names)}) "
             f"VALUES ({', '.join(['%s'] * len(names))}) RETURNING {resource.columns}",
@@ -108,7 +163,7 @@ def update(
         elif replace:
             sets.append(f"{field.name} = DEFAULT")
     where, condition = _where(when)
-    with conn.cursor() as cur:
+    with conn.cursor() as cur, _writing(resource):
         cur.execute(
             f"UPDATE {resource.table} SET {', '.join(sets)}, {TOUCH} "
             f"{where} RETURNING {resource.columns}",
@@ -120,10 +175,16 @@ def update(
 def delete(
     conn: connection, resource: Resource, item_id: int, *, when: tuple[str, list] | None = None
 ) -> dict[str, Any] | None:
+    """Delete the row (None when there is none, or it does not meet `when`); 409 while a
+    RESTRICT reference still points at it."""
     where, condition = _where(when)
     with conn.cursor() as cur:
-        cur.execute(
-            f"DELETE FROM {resource.table} {where} RETURNING {resource.columns}",
-            [item_id, *condition],
-        )
+        try:
+            cur.execute(
+                f"DELETE FROM {resource.table} {where} RETURNING {resource.columns}",
+                [item_id, *condition],
+            )
+        except (pgerrors.ForeignKeyViolation, pgerrors.RestrictViolation) as error:
+            # NO ACTION reports the first, RESTRICT the second: both mean "still referenced"
+            raise still_referenced(resource, error) from None
         return as_json(resource, cur.fetchone())

@@ -23,6 +23,7 @@ RETRY_AFTER_SECONDS = "5"
 CODES: dict[int, str] = {
     400: "bad_request",
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
@@ -38,6 +39,7 @@ CODES: dict[int, str] = {
 MESSAGES: dict[int, str] = {
     400: "The request could not be understood.",
     401: "A valid API key is required.",
+    403: "The credential is valid but does not allow this request.",
     404: "No resource at this URL.",
     405: "This method is not allowed at this URL.",
     409: "The request conflicts with the current state of the resource.",
@@ -52,9 +54,10 @@ MESSAGES: dict[int, str] = {
     503: "The service is temporarily unavailable; retry shortly.",
 }
 
+# The commands this checkout has: `make migrate` locally, `make migrate-deployed` for a stage.
 SCHEMA_MISSING = (
     "The database schema is missing or out of date: run the migrate function "
-    "(`serverless invoke -f migrate`, or `make migrate` locally)."
+    "(`make migrate` locally, `make migrate-deployed STAGE=<stage>` in AWS)."
 )
 
 
@@ -79,11 +82,33 @@ class BadRequest(ApiError):
     status = 400
 
 
+def bearer_challenge(error: str | None = None, description: str | None = None,
+                     scope: str | None = None) -> str:
+    """An RFC 6750 `WWW-Authenticate` value: no `error` when no credential was sent (3.1)."""
+    params = [("realm", "cities"), ("error", error), ("error_description", description),
+              ("scope", scope)]
+    # Quoted strings may hold no `"` or `\\` (descriptions are ours, but the code says so).
+    return "Bearer " + ", ".join(
+        f'{name}="{value.replace(chr(34), "").replace(chr(92), "")}"'
+        for name, value in params if value)
+
+
 class Unauthorized(ApiError):
     status = 401
 
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="cities"'})
+    def __init__(self, message: str | None = None, error: str | None = None) -> None:
+        challenge = bearer_challenge(error, message if error else None)
+        super().__init__(message, headers={"WWW-Authenticate": challenge})
+
+
+class Forbidden(ApiError):
+    """A valid token without the scope the request needs (RFC 6750 insufficient_scope)."""
+
+    status = 403
+
+    def __init__(self, message: str, scope: str) -> None:
+        challenge = bearer_challenge("insufficient_scope", message, scope)
+        super().__init__(message, headers={"WWW-Authenticate": challenge})
 
 
 class NotFound(ApiError):

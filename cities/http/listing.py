@@ -6,6 +6,12 @@ filters it was made for and a checksum, so a cursor that was edited, truncated o
 another query is refused with 422 instead of silently returning the wrong page. The checksum key
 is not a secret: cursors protect against mistakes, not against a client choosing where to start
 reading a public list.
+
+A cursor outlives the code that issued it (a client is mid-walk during a deploy), so what it is
+bound to is written to survive a resource growing: the filters given, by name. Declaring a new
+filter, anywhere in the list, leaves every cursor already issued valid for the query it was
+issued for; only this module decides what a cursor holds (tests/api/test_listing.py replays
+cursors of earlier versions).
 """
 
 from __future__ import annotations
@@ -26,7 +32,11 @@ from cities.resources.validation import BIGINT_MAX, FORBIDDEN_CHARACTERS, MAX_TE
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-CURSOR_VERSION = 1
+# Version 2: [2, sort, {filter: value, ...} given ones only, key]. Version 1 (issued until
+# version 2 replaced it): [1, sort, value of each declared filter or null, in declared order,
+# key]; still accepted, its values read as the first declared filters (new ones go after them).
+CURSOR_VERSION = 2
+_POSITIONAL_VERSION = 1
 _MAX_CURSOR_LENGTH = 1024
 # What encode_cursor writes: base64url of the JSON payload, a dot, base64url of its 12-byte
 # checksum (16 characters). Published as the parameter's pattern, so a schema-driven client or
@@ -62,8 +72,8 @@ def parse_positive_id(text: str) -> int | None:
 
 def _sign(resource: Resource, payload: bytes) -> bytes:
     """A checksum keyed by the collection: a cursor is valid for the list that issued it only.
-    (The key of /cities is the one its cursors were always signed with.)"""
-    key = f"{resource.plural}.cursor.v{CURSOR_VERSION}".encode("ascii")
+    (The key of /cities is the one its cursors were always signed with, whatever the version.)"""
+    key = f"{resource.plural}.cursor.v1".encode("ascii")
     return hmac.new(key, payload, hashlib.sha256).digest()[:12]
 
 
@@ -75,14 +85,29 @@ def _b64decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _scope(resource: Resource, query: ListQuery) -> list[Any]:
-    """What a cursor is bound to: its sort and every filter's value, in declared order."""
-    return [query.sort, *(query.filters.get(f.name) for f in resource.filters)]
+def _scope(query: ListQuery) -> list[Any]:
+    """What a cursor is bound to: its sort and the filters given, by name."""
+    return [query.sort, dict(query.filters)]
+
+
+def _decoded_scope(resource: Resource, decoded: list[Any]) -> list[Any] | None:
+    """The scope a payload (without its key) was issued for, as _scope writes it today; None
+    when it is not one this code or an earlier version ever issued."""
+    version = decoded[0] if type(decoded[0]) is int else None
+    if version == CURSOR_VERSION and len(decoded) == 3 and isinstance(decoded[2], dict):
+        return decoded[1:]
+    names = [f.name for f in resource.filters]
+    values = decoded[2:]
+    if version != _POSITIONAL_VERSION or len(values) > len(names):
+        return None
+    given = {name: value for name, value in zip(names, values, strict=False) if value is not None}
+    return [decoded[1], given]
 
 
 def encode_cursor(resource: Resource, query: ListQuery, key: list[Any]) -> str:
     payload = json.dumps(
-        [CURSOR_VERSION, *_scope(resource, query), key], separators=(",", ":"), ensure_ascii=True
+        [CURSOR_VERSION, *_scope(query), key],
+        separators=(",", ":"), ensure_ascii=True, sort_keys=True,
     ).encode("ascii")
     return f"{_b64encode(payload)}.{_b64encode(_sign(resource, payload))}"
 
@@ -135,10 +160,11 @@ def decode_cursor(resource: Resource, cursor: str, query: ListQuery) -> tuple[An
         decoded = json.loads(payload.decode("ascii")) if valid_signature else None
     except (ValueError, binascii.Error, RecursionError):
         raise invalid from None
-    scope = [CURSOR_VERSION, *_scope(resource, query)]
-    if not (isinstance(decoded, list) and len(decoded) == len(scope) + 1):
+    if not (isinstance(decoded, list) and len(decoded) >= 3):
         raise invalid
-    if decoded[:-1] != scope or not _valid_key(resource, query.sort, decoded[-1]):
+    if _decoded_scope(resource, decoded[:-1]) != _scope(query):
+        raise invalid
+    if not _valid_key(resource, query.sort, decoded[-1]):
         raise invalid
     return tuple(decoded[-1])
 

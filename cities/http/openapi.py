@@ -14,11 +14,24 @@ from cities.http.listing import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
 from cities.resources.resource import ID, TIMESTAMPS, Resource
 
 
-def _error_ref(description: str, *, retry: bool = False, extra: dict | None = None) -> dict:
-    response: dict[str, Any] = {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
+def _error_example(status: int, message: str | None = None, details: list | None = None) -> dict:
+    """The body the API sends for `status`, so /docs shows each error as it really reads."""
+    from cities.http.errors import CODES, MESSAGES
+
+    return {"error": {"code": CODES[status], "message": message or MESSAGES[status],
+                      "details": details or []}}
+
+
+def _error_ref(description: str, *, retry: bool = False, extra: dict | None = None,
+               example: dict | None = None, status: int | None = None) -> dict:
+    """An error response: the shared Error schema with its own example (`status`'s default
+    message unless `example` is given)."""
+    media: dict[str, Any] = {"schema": {"$ref": "#/components/schemas/Error"}}
+    if example is None and status is not None:
+        example = _error_example(status)
+    if example is not None:
+        media["example"] = example
+    response: dict[str, Any] = {"description": description, "content": {"application/json": media}}
     headers = dict(extra or {})
     if retry:
         headers["Retry-After"] = {
@@ -31,34 +44,70 @@ def _error_ref(description: str, *, retry: bool = False, extra: dict | None = No
 
 
 _ERRORS: dict[str, dict] = {
-    "400": _error_ref("Malformed JSON body."),
+    "400": _error_ref("Malformed JSON body.", example=_error_example(
+        400, "The request body is not valid JSON.")),
     "401": _error_ref(
-        "Writes need `Authorization: Bearer <key>` when the server has API keys set.",
-        extra={"WWW-Authenticate": {"schema": {"type": "string"}}},
+        "Writes need `Authorization: Bearer <credential>` when the server has API keys or a "
+        "token issuer set: an API key, or a JWT from the issuer. `WWW-Authenticate` says why "
+        "one was refused (RFC 6750 `error=\"invalid_token\"`, `error_description`).",
+        extra={"WWW-Authenticate": {"schema": {"type": "string"}}}, status=401,
+    ),
+    "403": _error_ref(
+        "The token is valid but lacks the write scope (`cities:write` unless the server sets "
+        "another); `WWW-Authenticate` says `error=\"insufficient_scope\"` and the scope.",
+        extra={"WWW-Authenticate": {"schema": {"type": "string"}}}, status=403,
     ),
     "412": _error_ref("If-Match (or If-None-Match) does not hold: the item has changed since "
-                      "that version was read. Nothing was written."),
-    "413": _error_ref("Body larger than 64 KiB."),
-    "415": _error_ref("Body is not `application/json` (UTF-8)."),
-    "422": _error_ref("Invalid content; `details` names each offending field."),
-    "428": _error_ref("The server requires If-Match on writes (REQUIRE_IF_MATCH)."),
-    "500": _error_ref("Unexpected server error."),
-    "503": _error_ref("Database unreachable or schema not migrated.", retry=True),
+                      "that version was read. Nothing was written.", status=412),
+    "413": _error_ref("Body larger than 64 KiB.", status=413),
+    "415": _error_ref("Body is not `application/json` (UTF-8).", status=415),
+    "428": _error_ref("The server requires If-Match on writes (REQUIRE_IF_MATCH).", status=428),
+    "500": _error_ref("Unexpected server error.", status=500),
+    "503": _error_ref("Database unreachable or schema not migrated.", retry=True, status=503),
 }
 
 
 def _responses(
-    resource: Resource, success: dict[str, dict], *codes: str
+    resource: Resource, success: dict[str, dict], *codes: str, conflict: str | None = None
 ) -> dict[str, dict]:
     errors = {
         **_ERRORS,
         "404": _error_ref(
-            f"No such {resource.singular}, or an id that is not a positive 64-bit integer."
+            f"No such {resource.singular}, or an id that is not a positive 64-bit integer.",
+            example=_error_example(404, f'No {resource.singular} with id "42".'),
         ),
-        "409": _error_ref(" ".join(u.description for u in resource.uniques) or
-                          "A unique field's value is already taken."),
+        "409": _error_ref(conflict or " ".join(u.description for u in resource.uniques) or
+                          "A unique field's value is already taken.",
+                          example=_error_example(409, conflict) if conflict
+                          else _conflict_example(resource)),
     }
+    invalid = "Invalid content; `details` names each offending field."
+    if "415" in codes and resource.references:  # an operation with a body: its ids are checked
+        invalid += " " + " ".join(
+            f"`{r.field}` must be the id of an existing {r.target.singular}."
+            for r in resource.references)
+    errors["422"] = _error_ref(invalid, example=_error_example(422, details=[
+        {"field": resource.fields[0].name, "in": "body", "message": "must not be empty"}]))
     return {**success, **{code: errors[code] for code in (*codes, "500", "503")}}
+
+
+def _still_referenced(resource: Resource) -> tuple[tuple[str, ...], str | None]:
+    """The 409 a delete may answer (declared RESTRICT references to the resource): its code and
+    description, or none."""
+    restricting = resource.restricting()
+    if not restricting:
+        return (), None
+    users = " or ".join(f"{r.source.plural} (`{r.field}`)" for r in restricting if r.source)
+    return ("409",), f"The {resource.singular} is still referenced by {users}: nothing deleted."
+
+
+def _conflict_example(resource: Resource) -> dict:
+    """The 409 of the resource's first unique index, as the API words it."""
+    if not resource.uniques:
+        return _error_example(409)
+    unique = resource.uniques[0]
+    return _error_example(409, unique.message, [
+        {"field": field, "in": "body", "message": message} for field, message in unique.details])
 
 
 _ETAG = {
@@ -86,14 +135,27 @@ _NOT_MODIFIED = {
 }
 
 
-def _body(schema: str) -> dict:
+def _body(schema: str, example: dict) -> dict:
     return {
         "required": True,
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"},
+                                         "example": example}},
     }
 
 
-_SECURED = [{}, {"bearer": []}]
+def _examples(resource: Resource) -> dict[str, Any]:
+    """Each field's first schema example: the body /docs pre-fills (fields without one left out)."""
+    return {f.name: f.schema["examples"][0] for f in resource.fields if f.schema.get("examples")}
+
+
+def _item_example(resource: Resource) -> dict[str, Any]:
+    """An item as the API returns it, with its id and timestamps."""
+    stamp = "2026-01-15T09:30:00Z"
+    return {ID: 1, **_examples(resource), **dict.fromkeys(TIMESTAMPS, stamp)}
+
+
+# Writes: open (no keys nor issuer set), an API key, or a JWT from the configured issuer.
+_SECURED = [{}, {"bearer": []}, {"oidcToken": []}]
 
 
 def _listed(names: list[str]) -> str:
@@ -107,9 +169,15 @@ def _nullable(schema: dict) -> dict:
 def _schemas(resource: Resource) -> dict[str, dict]:
     """The resource as returned (`City`), as created or replaced (`CityInput`), as patched."""
     title = resource.title
+    example = _examples(resource)
     inputs = {
         f.name: _nullable(dict(f.schema)) if f.nullable else f.schema for f in resource.fields
     }
+    for reference in resource.references:
+        inputs[reference.field] = {
+            **inputs[reference.field],
+            "description": f"The id of {reference.target.a}; one that names none is 422.",
+        }
     return {
         title: {
             "type": "object",
@@ -120,18 +188,21 @@ def _schemas(resource: Resource) -> dict[str, dict]:
                 **inputs,
                 **{name: {"type": "string", "format": "date-time"} for name in TIMESTAMPS},
             },
+            "examples": [_item_example(resource)],
         },
         f"{title}Input": {
             "type": "object",
             "required": [f.name for f in resource.fields if f.required],
             "additionalProperties": False,
             "properties": inputs,
+            **({"examples": [example]} if example else {}),
         },
         f"{title}Patch": {
             "type": "object",
             "minProperties": 1,
             "additionalProperties": False,
             "properties": inputs,
+            **({"examples": [dict(list(example.items())[:1])]} if example else {}),
         },
     }
 
@@ -139,6 +210,8 @@ def _schemas(resource: Resource) -> dict[str, dict]:
 def _paths(resource: Resource) -> dict[str, dict]:
     """`/<plural>` and `/<plural>/{id}`, as the resource's blueprint serves them."""
     title, plural, a = resource.title, resource.plural, resource.a
+    tags = [plural]  # /docs groups each resource's operations under its name
+    example = _examples(resource)
     links = {  # where a returned item leads next: lets clients (and fuzzers) chain calls on its id
         f"{verb}{title}": {"operationId": f"{verb.lower()}{title}",
                            "parameters": {"id": "$response.body#/id"}}
@@ -162,17 +235,18 @@ def _paths(resource: Resource) -> dict[str, dict]:
         "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
     }
 
-    def update_op(operation_id: str, summary: str, body_schema: str) -> dict:
+    def update_op(operation_id: str, summary: str, body_schema: str, example: dict) -> dict:
         return {
             "operationId": operation_id,
+            "tags": tags,
             "summary": summary,
             "security": _SECURED,
             "parameters": [id_param, _IF_MATCH, _IF_NONE_MATCH],
-            "requestBody": _body(body_schema),
+            "requestBody": _body(body_schema, example),
             "responses": _responses(
                 resource,
                 {"200": item_response(f"The updated {resource.singular}.")},
-                "400", "401", "404", "409", "412", "413", "415", "422", "428",
+                "400", "401", "403", "404", "409", "412", "413", "415", "422", "428",
             ),
         }
 
@@ -183,9 +257,11 @@ def _paths(resource: Resource) -> dict[str, dict]:
     else:
         replaced = f"{_listed(names)} ({_listed(required) or 'none'} required)"
     changed = f"{', '.join(names)}, or both" if len(names) == 2 else f"some of {', '.join(names)}"
+    referenced, referenced_conflict = _still_referenced(resource)
     item_ops = {
         "get": {
             "operationId": f"get{title}",
+            "tags": tags,
             "summary": f"One {resource.singular}.",
             "parameters": [id_param, _IF_NONE_MATCH, _IF_MATCH],
             "responses": _responses(
@@ -194,16 +270,19 @@ def _paths(resource: Resource) -> dict[str, dict]:
                 "404", "412",
             ),
         },
-        "put": update_op(f"replace{title}", f"Replace {a}'s {replaced}.", f"{title}Input"),
-        "patch": update_op(f"update{title}", f"Change {a}'s {changed}.", f"{title}Patch"),
+        "put": update_op(f"replace{title}", f"Replace {a}'s {replaced}.", f"{title}Input",
+                         example),
+        "patch": update_op(f"update{title}", f"Change {a}'s {changed}.", f"{title}Patch",
+                           dict(list(example.items())[1:2] or example.items())),
         "delete": {
             "operationId": f"delete{title}",
+            "tags": tags,
             "summary": f"Delete {a}.",
             "security": _SECURED,
             "parameters": [id_param, _IF_MATCH, _IF_NONE_MATCH],
             "responses": _responses(
                 resource, {"200": item_response(f"The deleted {resource.singular}.")},
-                "401", "404", "412", "428",
+                "401", "403", "404", *referenced, "412", "428", conflict=referenced_conflict,
             ),
         },
     }
@@ -237,6 +316,7 @@ def _paths(resource: Resource) -> dict[str, dict]:
         f"/{plural}": {
             "get": {
                 "operationId": f"list{resource.title_plural}",
+                "tags": tags,
                 "summary": f"List {plural}, one page at a time (keyset pagination).",
                 "parameters": list_params,
                 "responses": _responses(
@@ -266,6 +346,7 @@ def _paths(resource: Resource) -> dict[str, dict]:
             },
             "post": {
                 "operationId": f"create{title}",
+                "tags": tags,
                 "summary": f"Create {a}.",
                 "security": _SECURED,
                 "parameters": [
@@ -277,7 +358,7 @@ def _paths(resource: Resource) -> dict[str, dict]:
                         "schema": {"type": "string", "pattern": f"^{KEY_PATTERN}$"},
                     }
                 ],
-                "requestBody": _body(f"{title}Input"),
+                "requestBody": _body(f"{title}Input", example),
                 "responses": _responses(
                     resource,
                     {
@@ -293,7 +374,7 @@ def _paths(resource: Resource) -> dict[str, dict]:
                             },
                         )
                     },
-                    "400", "401", "409", "413", "415", "422",
+                    "400", "401", "403", "409", "413", "415", "422",
                 ),
             },
         },
@@ -315,11 +396,16 @@ def document(resources: Iterable[Resource]) -> dict[str, Any]:
             "version": "1.0.0",
             "description": "CRUD for cities, backed by PostgreSQL. Errors share one JSON shape.",
         },
+        "tags": [
+            *({"name": r.plural, "description": f"The {r.singular} resource."} for r in resources),
+            {"name": "meta", "description": "The service itself: health and this document."},
+        ],
         "paths": {
             **paths,
             "/health": {
                 "get": {
                     "operationId": "health",
+                    "tags": ["meta"],
                     "summary": "Liveness with a database round trip.",
                     "responses": {
                         "200": {
@@ -342,6 +428,7 @@ def document(resources: Iterable[Resource]) -> dict[str, Any]:
             "/openapi.json": {
                 "get": {
                     "operationId": "openapi",
+                    "tags": ["meta"],
                     "summary": "This document.",
                     "responses": {
                         "200": {
@@ -353,7 +440,14 @@ def document(resources: Iterable[Resource]) -> dict[str, Any]:
             },
         },
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "An API key (`API_KEYS`), sent as the bearer token."},
+                "oidcToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                              "description": "A JWT from the server's OIDC issuer "
+                              "(`JWT_ISSUER`, audience `JWT_AUDIENCE`), signed RS256, ES256 or "
+                              "EdDSA, with the scope `cities:write`."},
+            },
             "schemas": {
                 **schemas,
                 "Error": {
@@ -367,7 +461,7 @@ def document(resources: Iterable[Resource]) -> dict[str, Any]:
                                 "code": {
                                     "type": "string",
                                     "enum": [
-                                        "bad_request", "unauthorized", "not_found",
+                                        "bad_request", "unauthorized", "forbidden", "not_found",
                                         "method_not_allowed", "conflict", "payload_too_large",
                                         "unsupported_media_type", "validation_failed",
                                         "service_unavailable", "internal_error",

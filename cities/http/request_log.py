@@ -69,6 +69,9 @@ def _log_request(req: Request, response: Response) -> None:
         "gateway_request_id": _gateway_request_id(req.environ.get("serverless.event")),
         "db_connection": g.get("db_state", "none"),
     }
+    writer = g.get("writer")
+    if writer is not None:  # a write that passed: its key's name or token's subject, never a key
+        entry["writer"], entry["auth"] = writer
     # log.info() would first walk the stack to find its caller (findCaller): on every request
     # that costs more than the line itself, and the caller is always this function.
     line = _COMPACT_JSON.encode(entry)

@@ -11,12 +11,12 @@ before the response is built: teardown rolls back anything uncommitted and close
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, jsonify, request, url_for
-from psycopg2 import errors as pgerrors
+from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 
 from cities.db import store
 from cities.db.connection import commit, get_db, transaction
@@ -24,7 +24,6 @@ from cities.http import idempotency
 from cities.http.auth import WRITE_METHODS, check_write
 from cities.http.conditional import etag, if_match_holds, if_none_match_holds, write_condition
 from cities.http.errors import (
-    Conflict,
     NotFound,
     PreconditionFailed,
     PreconditionRequired,
@@ -37,17 +36,10 @@ from cities.resources.validation import body_fields, detail, read_json_body
 
 
 def check_api_key() -> None:
-    if request.method in WRITE_METHODS:  # reads are public: no header or setting to look up
-        check_write(request.headers.get("Authorization"), current_app.config)
-
-
-def conflict(resource: Resource, error: pgerrors.UniqueViolation) -> Conflict:
-    """The 409 of the unique constraint the database names; a generic one if undeclared."""
-    index = getattr(error.diag, "constraint_name", None)
-    for unique in resource.uniques:
-        if unique.index == index:
-            return Conflict(unique.message, [detail(f, m) for f, m in unique.details])
-    return Conflict()
+    """A write's writer, kept for the log line (and quotas); reads are public: no header or
+    setting to look up."""
+    if request.method in WRITE_METHODS:
+        g.writer = check_write(request.headers.get("Authorization"), current_app.config)
 
 
 def precondition() -> tuple[str, list] | None:
@@ -92,25 +84,28 @@ def blueprint(resource: Resource) -> Blueprint:
     var = f"{singular}_id"  # /cities/<city_id>: the route template request logs show
     item = f"/{resource.plural}/<{var}>"
 
+    def not_found(raw: str) -> NotFound:
+        """The one wording, the id always in double quotes as it was sent (JSON-escaped)."""
+        return NotFound(f"No {singular} with id {json.dumps(raw[:30], ensure_ascii=False)}.")
+
     def item_id_of(raw: str) -> int:
+        """The id of a canonical URL only: `/cities/02` is not `/cities/2` (one URL per item,
+        so caches and ETags never see two copies of one city), so it is a 404."""
         item_id = parse_positive_id(raw)
-        if item_id is None:
-            raise NotFound(f"No {singular} with id {raw[:30]!r}.")
+        if item_id is None or str(item_id) != raw:
+            raise not_found(raw)
         return item_id
 
     def found(row: dict[str, Any] | None, item_id: int) -> dict[str, Any]:
         if row is None:
-            raise NotFound(f"No {singular} with id {item_id}.")
+            raise not_found(str(item_id))
         return row
 
     def write(operation: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run one write in a transaction and commit it; a unique constraint's violation becomes
-        its 409."""
+        """Run one write in a transaction and commit it (store.py turns what the database
+        refuses into the API's 409s and 422s)."""
         conn = transaction()
-        try:
-            result = operation(conn, resource, *args, **kwargs)
-        except pgerrors.UniqueViolation as error:
-            raise conflict(resource, error) from None
+        result = operation(conn, resource, *args, **kwargs)
         commit()
         return result
 

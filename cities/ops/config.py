@@ -239,6 +239,9 @@ _BASE_PATH = r"[A-Za-z0-9$_.+!*'()-]+(/[A-Za-z0-9$_.+!*'()-]+)*"
 # or its ARN: no spaces, quotes or an unresolved `${...}`.
 _SSM_NAME = r"[A-Za-z0-9_.\-/:]{1,2048}"
 _DB_REQUESTS = "requests that need the database answer 503"
+# An issuer or JWKS URL: https, or plain http to this machine only (a local provider, the tests).
+OIDC_URL = r"https://[^\s/?#]+[^\s?#]*|http://(127\.0\.0\.1|localhost)(:[0-9]+)?(/[^\s?#]*)?"
+_OIDC_WRITES = "every write (POST, PUT, PATCH, DELETE) answers 503"
 _SSM_REQUESTS = "every request answers 503 (the SSM parameters are not read)"
 
 
@@ -261,8 +264,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MIGRATIONS_DATABASE_URL", DatabaseUrl(), None,
             "URL for migrations: the direct (non -pooler) endpoint (unset: DATABASE_URL)",
             refuses="migrations fail", secret=True),
-    Setting("API_KEYS", KeyList(), (), "comma-separated bearer keys that protect writes",
+    Setting("API_KEYS", KeyList(), (), "comma-separated bearer keys that protect writes, each "
+            "`name:key` (the name is logged) or a bare key (logged as `key-<n>`)",
             refuses="every write (POST, PUT, PATCH, DELETE) answers 503", secret=True),
+    Setting("JWT_ISSUER", Pattern(OIDC_URL, "an https URL (the `iss` of the tokens)"), None,
+            "OIDC issuer whose bearer JWTs may write beside API keys (needs JWT_AUDIENCE)",
+            refuses=_OIDC_WRITES),
+    Setting("JWT_AUDIENCE", Pattern(r"[!-~]{1,256}", "the `aud` tokens must name, no spaces"),
+            None, "audience the tokens must be issued for (this API's identifier)",
+            refuses=_OIDC_WRITES),
+    Setting("JWT_JWKS_URL", Pattern(OIDC_URL, "an https URL"), None,
+            "the issuer's JWKS (unset: read from its /.well-known/openid-configuration)",
+            refuses=_OIDC_WRITES),
+    Setting("JWT_WRITE_SCOPE", Pattern(r"[!#-\[\]-~]{1,128}", "one scope token, no spaces"),
+            "cities:write", "scope a token needs to write (in `scope` or `scp`)",
+            refuses=_OIDC_WRITES),
     Setting("DB_CONNECT_TIMEOUT", Number("seconds", 1, MAX_CONNECT_BUDGET, whole=True),
             DEFAULT_CONNECT_TIMEOUT, "seconds one connection attempt may take (libpq)"),
     Setting("DB_CONNECT_BUDGET", Number("seconds", 0, MAX_CONNECT_BUDGET, above_low=True),
@@ -365,10 +381,32 @@ def load_dotenv_if_present(path: Path | None = None) -> bool:
 
 
 def parse_api_keys(raw: str | None) -> tuple[str, ...]:
-    """Comma-separated keys, so a new key can be added before the old one is removed."""
+    """Comma-separated entries, `name:key` or a bare key, so a new key can be added before the
+    old one is removed; entries are kept as written (`named_api_keys` reads them)."""
     if not raw:
         return ()
     return tuple(key.strip() for key in raw.split(",") if key.strip())
+
+
+# A writer's name in `name:key`: what logs and quotas show, so it must never be a key's piece.
+_WRITER_NAME = r"[A-Za-z][A-Za-z0-9_.-]{0,63}"
+
+
+def named_api_keys(entries: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(writer name, key) of each `API_KEYS` entry: `name:key` (split at the first `:`, the
+    name a word of letters, digits, `_.-`), else a bare key named by its place, `key-1`...
+
+    Two entries may share a name: one writer rotating its key. A bare key is never shown, nor
+    any piece of it, so its name says only where it stands in the setting.
+    """
+    named = []
+    for place, entry in enumerate(entries, start=1):
+        name, colon, key = entry.partition(":")
+        if colon and key.strip() and re.fullmatch(_WRITER_NAME, name.strip(), re.ASCII):
+            named.append((name.strip(), key.strip()))
+        else:
+            named.append((f"key-{place}", entry))
+    return tuple(named)
 
 
 def api_key_settings(raw: str | None, source: str) -> dict[str, Any]:
@@ -383,8 +421,11 @@ def describe_api_keys(settings: Mapping[str, Any]) -> str:
     """How many keys protect writes, for the start-up log (never the keys themselves)."""
     if settings.get("API_KEYS_UNUSABLE"):
         return f"API keys: {settings['API_KEYS_UNUSABLE']} holds no key, writes are refused"
-    count = len(settings.get("API_KEYS") or ())
-    return f"API keys: {count} active" if count else "API keys: none set, writes are open"
+    named = named_api_keys(settings.get("API_KEYS") or ())
+    if not named:
+        return "API keys: none set, writes are open"
+    writers = ", ".join(dict.fromkeys(name for name, _ in named))
+    return f"API keys: {len(named)} active (writers: {writers})"
 
 
 # Settings the app reads from its Flask config under their own name (the rest are gathered
@@ -393,7 +434,16 @@ _CONFIG_KEYS = (
     "DATABASE_URL", "MIGRATIONS_DATABASE_URL", "API_KEYS", "DB_CONNECT_TIMEOUT",
     "DB_CONNECT_BUDGET", "DB_STATEMENT_TIMEOUT_MS", "LOG_LEVEL", "PUBLIC_HOSTS",
     "REQUIRE_IF_MATCH", "DB_CONNECTION_REUSE", "DB_CONNECTION_MAX_IDLE",
+    "JWT_ISSUER", "JWT_AUDIENCE", "JWT_JWKS_URL", "JWT_WRITE_SCOPE",
 )
+
+
+def token_problems(values: Mapping[str, Any]) -> list[str]:
+    """Token settings that only make sense together: an issuer without an audience would take
+    any token the issuer signs, for any application, so writes are refused until both are set."""
+    if values.get("JWT_ISSUER") and not values.get("JWT_AUDIENCE"):
+        return ["JWT_AUDIENCE"]
+    return []
 
 
 def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -406,6 +456,9 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     for problem in problems:
         log.log(logging.ERROR if problem.setting.refuses else logging.WARNING, problem.message())
     unusable = tuple(problem.setting.name for problem in problems if problem.setting.refuses)
+    for name in token_problems(values):
+        log.error("JWT_ISSUER is set but %s is not: every write answers 503 until it is", name)
+        unusable += (name,)
     return {
         **{key: values[key] for key in _CONFIG_KEYS},
         "API_KEYS_UNUSABLE": "API_KEYS" if "API_KEYS" in unusable else None,

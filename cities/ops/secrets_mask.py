@@ -110,8 +110,11 @@ def remember_connection_strings(*values: str | None) -> None:
 
 
 def remember_keys(*keys: str | None) -> None:
-    """Mask these API keys, whole and whatever their characters (`=` padding, `@`, `/`)."""
-    _remember({key.strip() for key in keys if key and key.strip()})
+    """Mask these API keys, whole and whatever their characters (`=` padding, `@`, `/`); of a
+    `name:key` entry, also the key alone (the name is what logs show)."""
+    entries = {key.strip() for key in keys if key and key.strip()}
+    named = {entry.partition(":")[2].strip() for entry in entries if ":" in entry}
+    _remember(entries | {key for key in named if key})
 
 
 def remember_secrets(*values: str | None) -> None:

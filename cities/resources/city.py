@@ -11,8 +11,9 @@ CITY = Resource(
     singular="city",
     plural="cities",
     fields=(
-        Field("name", clean_text, TEXT_SCHEMA),
-        Field("state", clean_text, TEXT_SCHEMA),
+        # `examples`: what /docs pre-fills, so "Execute" as shown creates a real city.
+        Field("name", clean_text, {**TEXT_SCHEMA, "examples": ["Lyon"]}),
+        Field("state", clean_text, {**TEXT_SCHEMA, "examples": ["Auvergne-Rhône-Alpes"]}),
     ),
     # Indexes (migration 0001): city_name_order (lower(name), id), and behind a state filter
     # city_state_order (lower(state), id) and city_state_name_order (lower(state), lower(name), id).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -126,3 +127,68 @@ def test_a_lone_surrogate_in_any_header_the_api_reads_is_never_a_500(client, sql
     reply = client.post("/cities", {"name": "Nice", "state": "PACA"},
                         headers={header: "x\ud800"})
     assert reply.status < 500, reply
+
+
+NAMED = ("alice:alice-secret-1", "bob:bob-secret-2", "bare-secret-3", "alice:alice-secret-4")
+
+
+def write_lines(caplog) -> list[dict]:
+    return [json.loads(r.getMessage()) for r in caplog.records
+            if r.getMessage().startswith('{"event":"request"') and '"POST"' in r.getMessage()]
+
+
+@pytest.mark.parametrize(("key", "writer"), [
+    ("alice-secret-1", "alice"), ("bob-secret-2", "bob"), ("bare-secret-3", "key-3"),
+    ("alice-secret-4", "alice")])
+def test_a_named_key_writes_and_the_log_names_its_writer_never_the_key(
+        client_for, caplog, key, writer):
+    """`name:key` entries beside bare ones; a writer may hold two keys (rotation)."""
+    client = client_for(API_KEYS=NAMED)
+    caplog.set_level(logging.INFO, logger="cities")
+    assert client.post("/cities", {"name": "Nice", "state": "PACA"},
+                       headers=bearer(key)).status == 201
+    (line,) = write_lines(caplog)
+    assert (line["writer"], line["auth"]) == (writer, "api_key")
+    assert "secret" not in caplog.text
+
+
+@pytest.mark.parametrize("sent", ["alice:alice-secret-1", "alice", "bob:bob-secret-2"])
+def test_a_named_entry_as_written_is_no_key(client_for, sql, sent):
+    """The key is what follows the name: the whole entry (or the name) is refused."""
+    client = client_for(API_KEYS=NAMED)
+    reply = client.post("/cities", {"name": "Nice", "state": "PACA"}, headers=bearer(sent))
+    assert reply.status == 401
+    assert 'error="invalid_token"' in reply.header("WWW-Authenticate")
+    assert sql("SELECT count(*) FROM city") == [(0,)]
+
+
+def test_refused_and_open_writes_log_no_writer(client_for, client, caplog):
+    caplog.set_level(logging.INFO, logger="cities")
+    client_for(API_KEYS=NAMED).post("/cities", {"name": "Nice", "state": "PACA"},
+                                    headers=bearer("nobody"))
+    client.post("/cities", {"name": "Nice", "state": "PACA"})
+    assert [line.get("writer") for line in write_lines(caplog)] == [None, None]
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("alice:k1, k2 ,bob:x:y", [("alice", "k1"), ("key-2", "k2"), ("bob", "x:y")]),
+    # Not a name before the colon: the entry is a bare key, as API_KEYS always took it.
+    (":k1,a b:k2,1st:k3,x:", [("key-1", ":k1"), ("key-2", "a b:k2"), ("key-3", "1st:k3"),
+                              ("key-4", "x:")]),
+])
+def test_key_entries_name_their_writers(raw, expected):
+    from cities.ops import config
+
+    assert list(config.named_api_keys(config.parse_api_keys(raw))) == expected
+
+
+def test_named_keys_are_masked_in_logs_whole_and_alone(monkeypatch, caplog):
+    from cities import create_app
+    from cities.ops.secrets_mask import mask_secrets
+
+    monkeypatch.setenv("API_KEYS", "alice:s3cr3t-alice-key,plain-old-key")
+    with caplog.at_level(logging.INFO, logger="cities"):
+        create_app()
+    assert "API keys: 2 active (writers: alice, key-2)" in caplog.text
+    masked = mask_secrets("sent s3cr3t-alice-key, alice:s3cr3t-alice-key and plain-old-key")
+    assert masked == "sent ***, *** and ***"

@@ -97,6 +97,25 @@ def test_ids_that_are_not_positive_bigints_are_404(client, raw_id):
         assert reply.error_code == "not_found"
 
 
+def test_an_id_with_leading_zeros_is_not_the_citys_url(client, city):
+    """One URL per city: `/cities/02` is refused rather than served as a second copy."""
+    reply = client.get(f"/cities/0{city['id']}")
+    assert reply.status == 404
+    assert reply.json["error"]["message"] == f'No city with id "0{city["id"]}".'
+
+
+def test_404_messages_quote_the_id_the_same_way(client, city):
+    missing, malformed = client.get(f"/cities/{city['id'] + 1}"), client.get("/cities/abc")
+    assert missing.json["error"]["message"] == f'No city with id "{city["id"] + 1}".'
+    assert malformed.json["error"]["message"] == 'No city with id "abc".'
+
+
+def test_json_bodies_are_utf_8_not_escapes(client):
+    reply = client.post("/cities", {"name": "Zürich", "state": "Auvergne-Rhône-Alpes"})
+    assert reply.status == 201
+    assert '"Zürich"' in reply.text and "\\u00fc" not in reply.text
+
+
 def test_largest_bigint_id_is_a_valid_but_missing_city(client):
     assert client.get(f"/cities/{2**63 - 1}").status == 404
 

@@ -1,6 +1,6 @@
 """No lost updates: every item carries a strong ETag, GET answers 304 to a current
 If-None-Match, and writes with If-Match apply only to the version the client saw (RFC 9110).
-Checked on city and on the test-only country: the shared resource code gives both."""
+Checked on city and on the test-only region: the shared resource code gives both."""
 
 from __future__ import annotations
 
@@ -16,17 +16,17 @@ from hypothesis import strategies as st
 from cities.db import store
 from cities.http.conditional import etag
 from cities.resources.city import CITY
-from tests.support.resources.country import COUNTRY
+from tests.support.resources.region import REGION
 
 STRONG_ETAG = re.compile(r'^"[0-9]{20}"$')
 
 RESOURCES = [
     ("/cities", {"name": "Springfield", "state": "Illinois"}, "name"),
-    ("/countries", {"name": "France", "iso_code": "FR"}, "name"),
+    ("/regions", {"name": "France", "iso_code": "FR"}, "name"),
 ]
 
 
-@pytest.fixture(params=RESOURCES, ids=["cities", "countries"])
+@pytest.fixture(params=RESOURCES, ids=["cities", "regions"])
 def target(request, resources_client):
     """(client, the new item's URL, a valid body, a field to change)."""
     path, body, field = request.param
@@ -295,9 +295,9 @@ def test_any_interleaving_of_conditional_writes_leaves_the_last_successful_one(
 ):
     """Three clients each write with the ETag they last read: a write succeeds exactly when no
     other write came in between, and the row ends as the last successful write left it."""
-    sql("TRUNCATE country RESTART IDENTITY")
-    created = resources_client.post("/countries", {"name": "Start", "iso_code": "ST"})
-    url = f"/countries/{created.json['id']}"
+    sql("TRUNCATE region, district RESTART IDENTITY")
+    created = resources_client.post("/regions", {"name": "Start", "iso_code": "ST"})
+    url = f"/regions/{created.json['id']}"
     last_success = created
     seen = [created.header("ETag")] * 3  # each client's copy
     for number, (who, action, value) in enumerate(steps):
@@ -318,7 +318,7 @@ def test_any_interleaving_of_conditional_writes_leaves_the_last_successful_one(
     final = resources_client.get(url)
     assert final.json == last_success.json
     assert final.header("ETag") == last_success.header("ETag")
-    assert set(final.json) == set(COUNTRY.column_names)
+    assert set(final.json) == set(REGION.column_names)
 
 
 # --- documentation ----------------------------------------------------------------------------
@@ -326,7 +326,7 @@ def test_any_interleaving_of_conditional_writes_leaves_the_last_successful_one(
 
 def test_openapi_documents_etags_and_the_conditional_answers(resources_client):
     spec = resources_client.get("/openapi.json").json
-    for plural in ("cities", "countries"):
+    for plural in ("cities", "regions"):
         item = spec["paths"][f"/{plural}/{{id}}"]
         assert {"304", "412"} <= set(item["get"]["responses"])
         assert "ETag" in item["get"]["responses"]["304"]["headers"]

@@ -29,7 +29,7 @@ def test_any_werkzeug_error_becomes_the_json_shape(app, error, status, code):
 
 def test_every_code_in_the_contract_is_mapped():
     assert set(CODES.values()) == {
-        "bad_request", "unauthorized", "not_found", "method_not_allowed", "conflict",
+        "bad_request", "unauthorized", "forbidden", "not_found", "method_not_allowed", "conflict",
         "payload_too_large", "unsupported_media_type", "validation_failed",
         "service_unavailable", "internal_error", "precondition_failed", "precondition_required",
     }

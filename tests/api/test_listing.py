@@ -10,6 +10,7 @@ import pytest
 
 from cities.http.listing import ListQuery, encode_cursor
 from cities.resources.city import CITY
+from cities.resources.resource import Filter, Resource
 from tests.support.lambda_events import HTTP_API_HOST
 
 NEXT_LINK = re.compile(r'^<(?P<url>[^>]+)>; rel="next"$')
@@ -335,6 +336,34 @@ def test_cursors_issued_by_earlier_versions_keep_working(client, sql, params, cu
     reply = client.get("/cities", query={**params, "limit": "3", "cursor": cursor})
     assert reply.status == 200, reply
     assert [c["id"] for c in reply.json] == ids
+
+
+def with_new_filter(first: bool) -> Resource:
+    """City as a later version might declare it: one filter more, first or last in the list."""
+    extra = Filter("min_id", lambda raw: (int(raw), None), {"type": "integer"}, "A new filter.")
+    filters = (extra, *CITY.filters) if first else (*CITY.filters, extra)
+    return Resource(singular="city", plural="cities", fields=CITY.fields, sorts=CITY.sorts[1:],
+                    uniques=CITY.uniques, filters=filters, list_filter=CITY.list_filter,
+                    order_prefixes=CITY.order_prefixes)
+
+
+def second_page_cursor(client, params: dict) -> str:
+    url = next_url(client.get("/cities", query={**params, "limit": "2"}))
+    return parse_qs(urlsplit(url).query)["cursor"][0]
+
+
+@pytest.mark.parametrize("first", [False, True], ids=["appended", "inserted-first"])
+def test_a_new_filter_keeps_the_cursors_already_issued_valid(client, client_for, sql, first):
+    add_many(sql, 5)
+    issued = [(params, second_page_cursor(client, params), [3, 4, 5])
+              for params in ({"sort": "name", "q": "city"}, {"state": "s"})]
+    grown = client_for(RESOURCES=(with_new_filter(first),))
+    version_1 = [] if first else ISSUED_BEFORE  # its filters are read in declared order
+    for params, cursor, ids in [*issued, *version_1]:
+        reply = grown.get("/cities", query={**params, "limit": "3", "cursor": cursor})
+        assert (reply.status, [c["id"] for c in reply.json]) == (200, ids), params
+        reply = grown.get("/cities", query={**params, "min_id": "1", "cursor": cursor})
+        assert (reply.status, reply.detail_fields) == (422, ["cursor"]), params
 
 
 @pytest.mark.parametrize("cursor", ["", ".", "a.", "." + "A" * 16, "a" * 1100 + "." + "A" * 16])

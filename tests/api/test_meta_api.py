@@ -25,7 +25,10 @@ def test_health_is_503_when_the_schema_is_behind_the_code(client_for, empty_data
     conn.close()
     reply = client_for(DATABASE_URL=empty_database_url).get("/health")
     assert reply.status == 503
-    assert "run the migrate function" in reply.json["error"]["message"]
+    message = reply.json["error"]["message"]
+    assert "run the migrate function" in message
+    assert "`make migrate` locally" in message  # commands that exist in this checkout
+    assert "`make migrate-deployed STAGE=<stage>` in AWS" in message
 
 
 @pytest.fixture
@@ -90,3 +93,44 @@ def test_openapi_needs_no_database(client_for):
     reply = client_for(DATABASE_URL=None).get("/openapi.json")
     assert reply.status == 200
     assert reply.json["info"]["title"] == "cities"
+
+
+def test_operations_are_grouped_by_resource(spec):
+    tags = {op["operationId"]: op["tags"] for path in spec["paths"].values()
+            for op in path.values()}
+    assert tags["createCity"] == tags["listCities"] == tags["deleteCity"] == ["cities"]
+    assert tags["health"] == tags["openapi"] == ["meta"]
+    assert {t["name"] for t in spec["tags"]} == {"cities", "meta"}
+
+
+def test_docs_prefill_a_real_city(spec):
+    schemas = spec["components"]["schemas"]
+    assert schemas["CityInput"]["examples"] == [{"name": "Lyon", "state": "Auvergne-Rhône-Alpes"}]
+    create = spec["paths"]["/cities"]["post"]["requestBody"]["content"]["application/json"]
+    assert create["example"] == {"name": "Lyon", "state": "Auvergne-Rhône-Alpes"}
+    for name in ("City", "CityInput", "CityPatch"):
+        for example in schemas[name]["examples"]:
+            jsonschema.validate(example, {**schemas[name], "components": spec["components"]})
+
+
+def test_each_error_response_has_its_own_real_example(spec):
+    """The example of each status carries that status's code, and is a valid Error."""
+    from cities.http.errors import CODES
+
+    error_schema = {"$ref": "#/components/schemas/Error", "components": spec["components"]}
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                if not status.startswith(("4", "5")):
+                    continue
+                example = response["content"]["application/json"]["example"]
+                jsonschema.validate(example, error_schema)
+                assert example["error"]["code"] == CODES[int(status)], (path, method, status)
+    responses = spec["paths"]["/cities"]["post"]["responses"]
+    conflict = responses["409"]["content"]["application/json"]["example"]["error"]
+    assert conflict["message"] == "A city with this name already exists in this state."
+    assert [d["field"] for d in conflict["details"]] == ["name", "state"]
+    invalid = responses["422"]["content"]["application/json"]["example"]["error"]
+    assert invalid["details"] == [{"field": "name", "in": "body", "message": "must not be empty"}]
+    stale = spec["paths"]["/cities/{id}"]["put"]["responses"]["412"]
+    assert stale["content"]["application/json"]["example"]["error"]["code"] == "precondition_failed"

@@ -1,5 +1,5 @@
 """The contract every declared resource gets from the shared code, checked for city and for the
-test-only country (tests/support/resources/country.py) alike: CRUD, 404, 409, 422, idempotent
+test-only region (tests/support/resources/region.py) alike: CRUD, 404, 409, 422, idempotent
 creates, paging in every declared sort, OpenAPI, and the indexes the list queries rely on."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from cities.resources.city import CITY
 from cities.resources.resource import Resource
 from tests.conftest import served_operations
 from tests.support.lambda_events import HTTP_API_HOST
-from tests.support.resources.country import COUNTRY
+from tests.support.resources.region import REGION
 
 
 class Case(NamedTuple):
@@ -37,7 +37,7 @@ CASES = [
     Case(CITY, {"name": "Springfield", "state": "Illinois"}, {"name": "Salem", "state": "Oregon"},
          {"name": "SPRINGFIELD", "state": " illinois "}, {"name", "state"},
          {"name": "", "state": 5, "mayor": "x"}, {"name", "state", "mayor"}),
-    Case(COUNTRY, {"name": "France", "iso_code": "FR", "population": 68_000_000},
+    Case(REGION, {"name": "France", "iso_code": "FR", "population": 68_000_000},
          {"name": "Japan", "iso_code": "jp"}, {"name": "Francia", "iso_code": "fr"}, {"iso_code"},
          {"name": "x" * 101, "iso_code": "FRA", "population": -1, "capital": "Paris"},
          {"name", "iso_code", "population", "capital"}),
@@ -169,11 +169,11 @@ def test_an_idempotent_retry_replays_the_first_response(client, case, sql):
 def test_idempotency_keys_are_scoped_per_collection(client, sql):
     key = {"idempotency-key": "same-key"}
     city = client.post("/cities", CASES[0].body, headers=key)
-    country = client.post("/countries", CASES[1].body, headers=key)
-    assert (city.status, country.status) == (201, 201)
-    assert country.header("Idempotent-Replayed") is None
-    assert set(country.json) == set(COUNTRY.column_names)
-    assert client.post("/countries", CASES[1].body, headers=key).json == country.json
+    region = client.post("/regions", CASES[1].body, headers=key)
+    assert (city.status, region.status) == (201, 201)
+    assert region.header("Idempotent-Replayed") is None
+    assert set(region.json) == set(REGION.column_names)
+    assert client.post("/regions", CASES[1].body, headers=key).json == region.json
     assert client.post("/cities", CASES[0].body, headers=key).json == city.json
 
 
@@ -218,7 +218,7 @@ def test_walking_each_declared_sort_visits_every_item_once_in_order(client, case
 def test_a_cursor_is_valid_only_for_the_collection_that_issued_it(client, sql):
     many(client, CASES[0], 3)
     many(client, CASES[1], 3)
-    for issuer, other in (("/cities", "/countries"), ("/countries", "/cities")):
+    for issuer, other in (("/cities", "/regions"), ("/regions", "/cities")):
         cursor = parse_qs(urlsplit(next_url(client.get(f"{issuer}?limit=1"))).query)["cursor"][0]
         assert client.get(issuer, query={"limit": "1", "cursor": cursor}).status == 200
         reply = client.get(other, query={"limit": "1", "cursor": cursor})
@@ -226,34 +226,34 @@ def test_a_cursor_is_valid_only_for_the_collection_that_issued_it(client, sql):
 
 
 def test_a_parameter_the_resource_does_not_declare_is_422(client):
-    reply = client.get("/countries", query={"state": "Texas", "sort": "population"})
+    reply = client.get("/regions", query={"state": "Texas", "sort": "population"})
     assert reply.status == 422
     assert sorted(reply.detail_fields) == ["sort", "state"]
 
 
-# --- fields that are optional or nullable (country.population) --------------------------------
+# --- fields that are optional or nullable (region.population) --------------------------------
 
 
 def test_patch_tells_an_explicit_null_from_an_absent_field(client):
     item = created(client, CASES[1])
     assert item["population"] == 68_000_000
-    kept = client.patch(f"/countries/{item['id']}", {"name": "République française"})
+    kept = client.patch(f"/regions/{item['id']}", {"name": "République française"})
     assert kept.json["population"] == 68_000_000
-    cleared = client.patch(f"/countries/{item['id']}", {"population": None})
+    cleared = client.patch(f"/regions/{item['id']}", {"population": None})
     assert (cleared.status, cleared.json["population"]) == (200, None)
-    assert client.patch(f"/countries/{item['id']}", {"population": 5}).json["population"] == 5
-    assert client.patch(f"/countries/{item['id']}", {"name": None}).detail_fields == ["name"]
+    assert client.patch(f"/regions/{item['id']}", {"population": 5}).json["population"] == 5
+    assert client.patch(f"/regions/{item['id']}", {"name": None}).detail_fields == ["name"]
 
 
 def test_put_resets_an_optional_field_left_out_as_a_create_would(client):
     item = created(client, CASES[1])
-    reply = client.put(f"/countries/{item['id']}", {"name": "France", "iso_code": "FR"})
+    reply = client.put(f"/regions/{item['id']}", {"name": "France", "iso_code": "FR"})
     assert (reply.status, reply.json["population"]) == (200, None)
 
 
 @pytest.mark.parametrize("population", [-1, 1.5, True, "12", 2**63])
 def test_an_invalid_count_is_422(client, population):
-    reply = client.post("/countries", {"name": "X", "iso_code": "XX", "population": population})
+    reply = client.post("/regions", {"name": "X", "iso_code": "XX", "population": population})
     assert (reply.status, reply.detail_fields) == (422, ["population"])
 
 
@@ -266,7 +266,7 @@ def test_the_document_describes_every_served_route_and_validates(client):
     documented = {(path, method.upper()) for path, ops in spec["paths"].items() for method in ops}
     served = served_operations(client.app)
     assert documented == served
-    assert {"/countries", "/countries/{id}"} <= set(spec["paths"])
+    assert {"/regions", "/regions/{id}"} <= set(spec["paths"])
 
 
 def test_responses_match_the_resources_documented_schemas(client, case):
@@ -339,7 +339,7 @@ def test_every_declared_field_is_a_column(case, sql):
 
 def test_a_count_written_with_a_zero_fraction_is_that_integer(client):
     """As JSON Schema's `integer` says (the fuzzer found this): 2000.0 is 2000."""
-    reply = client.post("/countries", '{"name": "X", "iso_code": "XX", "population": 2000.0}')
+    reply = client.post("/regions", '{"name": "X", "iso_code": "XX", "population": 2000.0}')
     assert (reply.status, reply.json["population"]) == (201, 2000)
 
 
@@ -347,14 +347,14 @@ def test_a_sort_on_a_nullable_field_is_refused_at_declaration():
     from cities.resources.resource import Sort
 
     with pytest.raises(ValueError, match="population"):
-        Resource(singular="country", plural="countries", fields=COUNTRY.fields,
+        Resource(singular="region", plural="regions", fields=REGION.fields,
                  sorts=(Sort("population"),))  # keyset paging cannot step over NULLs
 
 
 def test_a_violated_unique_index_not_declared_is_a_generic_409(client_for):
-    undeclared = Resource(singular="country", plural="countries", fields=COUNTRY.fields,
-                          uniques=COUNTRY.uniques[:1])  # the iso_code index left out
+    undeclared = Resource(singular="region", plural="regions", fields=REGION.fields,
+                          uniques=REGION.uniques[:1])  # the iso_code index left out
     client = client_for(RESOURCES=(undeclared,))
-    assert client.post("/countries", {"name": "France", "iso_code": "FR"}).status == 201
-    reply = client.post("/countries", {"name": "Francia", "iso_code": "FR"})
+    assert client.post("/regions", {"name": "France", "iso_code": "FR"}).status == 201
+    reply = client.post("/regions", {"name": "Francia", "iso_code": "FR"})
     assert (reply.status, reply.error_code, reply.detail_fields) == (409, "conflict", [])

@@ -256,3 +256,47 @@ def test_kept_connection_dead_without_notice_is_replaced_before_use(
     assert reply.json == city
     [(new_pid, _)] = wait_for_backends(reuse_url, 1)
     assert new_pid != pid
+
+
+def statements_seen(cluster: Cluster, since: int) -> list[str]:
+    """The query messages the server received after byte `since` of its log (log_statement)."""
+    text = (cluster.data / "log").read_text()[since:]
+    return [line.split("statement: ", 1)[1] for line in text.splitlines() if "statement: " in line]
+
+
+def test_a_read_on_a_kept_connection_is_one_round_trip(
+    make_app: Callable[..., Flask], reuse_url: str, cluster: Cluster
+) -> None:
+    """`SET LOCAL statement_timeout; SELECT` in one message, as on a new connection: no BEGIN
+    before it, no ROLLBACK after it; the connection is idle again when the answer arrives."""
+    [(database,)] = run_sql(reuse_url, "SELECT current_database()")
+    run_sql(reuse_url, f'ALTER DATABASE "{database}" SET log_statement = \'all\'')
+    try:
+        client = client_for(make_app())
+        city = client.post("/cities", {"name": "Ogdenville", "state": "Illinois"}).json
+        assert client.get(f"/cities/{city['id']}").status == 200  # the connection is kept now
+        since = (cluster.data / "log").stat().st_size
+        for _ in range(3):
+            assert client.get(f"/cities/{city['id']}").json == city
+        seen = statements_seen(cluster, since)
+        assert len(seen) == 3, seen
+        assert all(s.startswith("SET LOCAL statement_timeout") for s in seen)
+        assert backends(reuse_url) == [(backends(reuse_url)[0][0], "idle")]
+    finally:
+        run_sql(reuse_url, f'ALTER DATABASE "{database}" RESET log_statement')
+
+
+def test_a_write_on_a_dead_kept_connection_is_sent_once_on_a_new_one(
+    make_app: Callable[..., Flask], reuse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kept connection is probed with BEGIN alone before a write: it fails there, so the
+    view runs again on a new connection and the row is created exactly once."""
+    client = client_for(make_app())
+    assert client.get("/cities").status == 200
+    [(pid, _)] = wait_for_backends(reuse_url, 1)
+    assert run_sql(reuse_url, "SELECT pg_terminate_backend(%s)", (pid,)) == [(True,)]
+    wait_for_backends(reuse_url, 0)
+    monkeypatch.setattr(db, "_has_unread_data", lambda conn: False)  # the check sees nothing
+
+    assert client.post("/cities", {"name": "Brockway", "state": "Illinois"}).status == 201
+    assert run_sql(reuse_url, "SELECT count(*) FROM city WHERE name = 'Brockway'") == [(1,)]

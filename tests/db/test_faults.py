@@ -5,6 +5,7 @@ mid-request, a runaway statement, and TLS in both `require` and `verify-full` mo
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from cities.db import store
 from cities.db.migrate import migrate
 from tests.conftest import open_connections
 from tests.support.pg_cluster import Cluster, ssl_capable_bindir
+from tests.support.pgbouncer import PgBouncer, pgbouncer_binary
 
 
 @pytest.fixture(scope="module")
@@ -150,11 +152,8 @@ def tls_cluster(root: Path, *hba: str, password: str | None = None) -> tuple[Clu
     if bindir is None:
         pytest.skip("no SSL-capable PostgreSQL binaries here (the embedded ones are built without)")
     ca = trustme.CA()
-    cert = ca.issue_cert("localhost", "127.0.0.1")
     cluster = Cluster(root, bindir=bindir, password=password)
-    cluster.add_file("server.crt", cert.cert_chain_pems[0].bytes())
-    cluster.add_file("server.key", cert.private_key_pem.bytes())
-    cluster.configure(ssl="on", ssl_cert_file="'server.crt'", ssl_key_file="'server.key'")
+    cluster.serve_tls(ca)
     cluster.hba("local all all trust", *hba)
     cluster.start()
     ca_file = root / "ca.pem"
@@ -190,14 +189,44 @@ def test_tls_verify_full_with_an_explicit_root_certificate(tls, client_for):
     assert client_for(DATABASE_URL=url).get("/health").status == 200
 
 
-def test_tls_verify_full_without_root_certificate_uses_a_bundle_that_exists(
-    tls, client_for, monkeypatch, tmp_path
-):
+def test_tls_verify_full_trusts_only_the_shipped_roots_by_default(tls, client_for, monkeypatch,
+                                                                  caplog):
+    """With no `sslrootcert`, the documented hosts' roots are the only ones trusted: a server
+    whose certificate comes from any other CA is refused, at once (no retry can fix it)."""
+    cluster, _ = tls
+    monkeypatch.delenv("PGSSLROOTCERT", raising=False)
+    url = tls_url(cluster, sslmode="verify-full")
+    assert db.ssl_root_cert(url) == db.ROOT_CERTS
+    started = time.monotonic()
+    assert client_for(DATABASE_URL=url, DB_CONNECT_BUDGET=30).get("/health").status == 503
+    assert time.monotonic() - started < 3, "a certificate failure is not worth retrying"
+    assert "certificate verify failed" in caplog.text
+
+
+def test_tls_verify_full_accepts_a_server_of_the_shipped_roots(tls, client_for, monkeypatch):
     cluster, ca_file = tls
     monkeypatch.delenv("PGSSLROOTCERT", raising=False)
-    monkeypatch.setattr(db, "CA_BUNDLES", (str(tmp_path / "missing.pem"), str(ca_file)))
+    monkeypatch.setattr(db, "ROOT_CERTS", str(ca_file))  # as the ISRG roots trust Neon
     url = tls_url(cluster, sslmode="verify-full")
-    assert db.ssl_root_cert(url, db.CA_BUNDLES) == str(ca_file)
+    assert client_for(DATABASE_URL=url).get("/health").status == 200
+
+
+def test_tls_verify_full_trusts_the_ca_pgsslrootcert_names(tls, client_for, monkeypatch):
+    cluster, ca_file = tls
+    monkeypatch.setenv("PGSSLROOTCERT", str(ca_file))
+    url = tls_url(cluster, sslmode="verify-full")
+    assert db.ssl_root_cert(url) is None  # libpq reads the variable itself
+    assert client_for(DATABASE_URL=url).get("/health").status == 200
+
+
+def test_sslrootcert_system_trusts_the_system_bundle_that_exists(tls, client_for, monkeypatch,
+                                                                 tmp_path):
+    """The explicit fallback: `sslrootcert=system` is the first system bundle found (the wheel's
+    OpenSSL would look under its build host's paths). Here the "system" holds the test's CA."""
+    cluster, ca_file = tls
+    monkeypatch.setattr(db, "CA_BUNDLES", (str(tmp_path / "missing.pem"), str(ca_file)))
+    url = tls_url(cluster, sslmode="verify-full", sslrootcert="system")
+    assert db.ssl_root_cert(url) == str(ca_file)
     assert client_for(DATABASE_URL=url).get("/health").status == 200
 
 
@@ -222,8 +251,6 @@ def test_tls_is_required_by_the_server(tls, client_for):
 def test_a_full_run_on_a_password_protected_server_logs_no_secret(tmp_path, client_for, caplog):
     """CRUD, a wrong password, and the server going away, over TCP with SCRAM authentication;
     then every captured log record, tracebacks included, is searched for the password."""
-    import logging
-
     secret = "S3cret-Passw0rd-For-Logs"
     cluster = Cluster(tmp_path, password=secret)
     cluster.start()
@@ -270,7 +297,7 @@ def test_the_recommended_tls_settings_verify_the_server_and_bind_scram_to_the_ch
     """`sslmode=verify-full&channel_binding=require` (docs/deploy.md): SCRAM-SHA-256-PLUS,
     so a man in the middle holding some other valid certificate cannot relay the login."""
     cluster, ca_file = tls_scram
-    monkeypatch.setattr(db, "CA_BUNDLES", (str(ca_file),))  # as Lambda's bundle would trust Neon
+    monkeypatch.setattr(db, "ROOT_CERTS", str(ca_file))  # as the shipped roots trust Neon
     url = tls_url(cluster, sslmode="verify-full", channel_binding="require")
     client = client_for(DATABASE_URL=url)
     assert client.post("/cities", {"name": "Bound", "state": "Channel"}).status == 201
@@ -297,16 +324,64 @@ def test_channel_binding_refuses_at_once_a_login_it_cannot_bind(tls_scram, tls, 
     assert time.monotonic() - started < 3
 
 
-def test_direct_tls_negotiation_is_understood_by_the_bundled_libpq(tls_scram, client_for):
-    """libpq 17 accepts `sslnegotiation=direct` (saves a round trip on Neon's proxy); this
-    PostgreSQL 15 server predates direct negotiation, so the connection fails, but not as an
-    unknown option. Against PostgreSQL 17+ or Neon it connects."""
+def assert_refused_at_once_as_unsupported(client, caplog) -> None:
+    """A 503, one attempt (no retry was logged), and a log line that says what to change."""
+    caplog.set_level(logging.INFO, logger="cities")
+    reply = client.get("/health")
+    assert reply.status == 503
+    assert reply.error_code == "service_unavailable"
+    assert "retrying" not in caplog.text, "a server without direct TLS will not grow it"
+    refusals = [r for r in caplog.records if "does not support direct TLS" in r.getMessage()]
+    assert refusals and refusals[0].levelno == logging.ERROR
+    assert "remove sslnegotiation=direct" in refusals[0].getMessage()
+
+
+def test_direct_tls_negotiation_against_postgresql_before_17_fails_at_once_saying_why(
+    tls_scram, client_for, caplog
+):
+    """This PostgreSQL 15 hangs up on a ClientHello sent before its SSLRequest; that is a
+    setting to change, not a database waking up, so the connect budget is not spent on it."""
     cluster, ca_file = tls_scram
     url = tls_url(cluster, sslmode="verify-full", sslrootcert=str(ca_file),
                   sslnegotiation="direct")
-    with pytest.raises(psycopg2.OperationalError) as failure:
-        psycopg2.connect(url, connect_timeout=3).close()
-    assert "invalid connection option" not in str(failure.value)
+    assert_refused_at_once_as_unsupported(client_for(DATABASE_URL=url, DB_CONNECT_BUDGET=10),
+                                          caplog)
     negotiated = tls_url(cluster, sslmode="verify-full", sslrootcert=str(ca_file),
                          sslnegotiation="postgres")
     assert client_for(DATABASE_URL=negotiated).get("/health").status == 200
+
+
+@pytest.fixture
+def tls_pooler(tls_scram, tmp_path):
+    """PgBouncer 1.18 (Debian's) serving TLS to clients in front of the TLS cluster."""
+    if pgbouncer_binary() is None:
+        pytest.skip("pgbouncer is not installed")
+    cluster, _ = tls_scram
+    cert = trustme.CA().issue_cert("localhost")  # files where the pooler's system user may read
+    cert_file = cluster.add_file("pooler.crt", cert.cert_chain_pems[0].bytes())
+    key_file = cluster.add_file("pooler.key", cert.private_key_pem.bytes())
+    pooler = PgBouncer(cluster, cluster.data.parent / tmp_path.name, client_tls_sslmode="require",
+                       client_tls_cert_file=cert_file, client_tls_key_file=key_file)
+    pooler.start()
+    yield pooler
+    pooler.stop()
+
+
+def test_direct_tls_negotiation_against_pgbouncer_1_18_fails_at_once_saying_why(
+    tls_pooler, client_for, caplog
+):
+    url = tls_pooler.url(sslmode="require", sslnegotiation="direct").replace(
+        "127.0.0.1", "localhost")
+    assert_refused_at_once_as_unsupported(client_for(DATABASE_URL=url, DB_CONNECT_BUDGET=10),
+                                          caplog)
+    negotiated = url.replace("sslnegotiation=direct", "sslnegotiation=postgres")
+    assert client_for(DATABASE_URL=negotiated).get("/health").status == 200
+
+
+def test_a_hang_up_without_direct_negotiation_is_still_worth_a_retry():
+    """The same EOF without `sslnegotiation=direct` can be a server restarting: transient."""
+    eof = psycopg2.OperationalError("SSL SYSCALL error: EOF detected")
+    assert not db.refused_direct_tls(eof, direct=False)
+    assert not db.is_permanent(eof)
+    assert db.refused_direct_tls(eof, direct=True)
+

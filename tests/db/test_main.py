@@ -88,6 +88,11 @@ def test_serve_on_database_url(empty_database_url, tmp_path):
     output, results = serve_and_call(tmp_path, cli_env(DATABASE_URL=empty_database_url))
     assert "database: the database from DATABASE_URL" in output
     assert "serving the API at http://127.0.0.1:" in output
+    assert "\x1b[" not in output  # a log file gets no terminal colour codes
+    # One line per request: the app's JSON line, not also Werkzeug's access line.
+    about_cities = [line for line in output.splitlines() if "/cities" in line]
+    assert len(about_cities) == 2, output
+    assert all(line.startswith('INFO cities: {"event":"request"') for line in about_cities)
     (created_status, created), (list_status, listed) = results
     assert (created_status, list_status) == (201, 200)
     assert listed == [created]

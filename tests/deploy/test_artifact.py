@@ -70,6 +70,7 @@ def test_zip_holds_the_app_and_every_runtime_dependency(names: list[str]) -> Non
         assert package in tops, f"{package} missing from the zip"
     assert {"handler.py", "serverless_wsgi.py"} <= tops
     assert "cities/db/migrations/0001_create_city.sql" in names
+    assert "cities/db/certs/roots.pem" in names  # verify-full's default CA file
     assert f"psycopg2/_psycopg.cpython-{TAG[2:]}-x86_64-linux-gnu.so" in names
 
 
@@ -239,3 +240,10 @@ def test_unpacked_zip_alone_migrates_and_serves_on_the_runtime_python(
     assert out["outside"] == [], "modules loaded from outside the zip and the stdlib"
     assert out["boto3"] is False
     print(f"import handler from the unpacked zip: {out['import_ms']:.0f} ms")
+
+
+def test_ci_builds_and_deploys_with_the_runtime_python() -> None:
+    """The workflows' Python compiles the zip's bytecode: another version would ship none."""
+    versions = {match for path in (ROOT / ".github" / "workflows").glob("*.yml")
+                for match in re.findall(r'python-version: "([\d.]+)"', path.read_text())}
+    assert versions == {RUNTIME}

@@ -39,7 +39,16 @@ PLATFORMS = {
     "linux aarch64": _manylinux("aarch64"),
     "macOS arm64": list(tags.mac_platforms((11, 0), "arm64")),  # 11: the first on Apple silicon
 }
-REQUIREMENTS = ("requirements.txt", "requirements-dev.txt")
+# The environment markers each platform gives a pin (a pin may leave out where it has no wheel).
+MARKERS = {
+    "linux x86_64": {"sys_platform": "linux", "platform_system": "Linux",
+                     "platform_machine": "x86_64"},
+    "linux aarch64": {"sys_platform": "linux", "platform_system": "Linux",
+                      "platform_machine": "aarch64"},
+    "macOS arm64": {"sys_platform": "darwin", "platform_system": "Darwin",
+                    "platform_machine": "arm64"},
+}
+REQUIREMENTS = ("requirements.txt", "requirements-run.txt", "requirements-dev.txt")
 
 
 def pins() -> list[Requirement]:
@@ -108,7 +117,11 @@ def without_wheels(requirements: list[Requirement]) -> list[str]:
         full = ".".join(map(str, python)) + ".0"
         for platform, platform_tags in PLATFORMS.items():
             accepted = supported(python, platform_tags)
+            markers = {**MARKERS[platform], "python_version": full[:-2],
+                       "python_full_version": full}
             for pin, candidates in wheels.items():
+                if pin.marker and not pin.marker.evaluate(markers):
+                    continue  # pip does not install it there
                 if not any(wheel_tags & accepted
                            and (not requires or SpecifierSet(requires).contains(full))
                            for wheel_tags, requires in candidates):

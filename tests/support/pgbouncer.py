@@ -9,6 +9,7 @@ cluster has a password, as on Neon.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -17,7 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.support.pg_cluster import Cluster, free_port
+from tests.support.pg_cluster import Cluster, free_port, ssl_capable_bindir
 
 SEARCH_PATH = "/usr/sbin:/usr/local/sbin:/usr/bin:/usr/local/bin"
 
@@ -31,7 +32,8 @@ class PgBouncer:
     """PgBouncer on a free port of 127.0.0.1, pooling every database of `cluster`."""
 
     def __init__(self, cluster: Cluster, root: Path, *, pool_size: int = 10,
-                 max_client_conn: int = 1000) -> None:
+                 max_client_conn: int = 1000, **extra: object) -> None:
+        """`extra` settings add to or override the [pgbouncer] section (e.g. server_login_retry)."""
         binary = pgbouncer_binary()
         if binary is None:
             raise RuntimeError("pgbouncer is not installed")
@@ -59,6 +61,7 @@ class PgBouncer:
             "pidfile": root / "pgbouncer.pid",
             "log_connections": 1,
             "log_disconnections": 1,
+            **extra,
         }
         (root / "pgbouncer.ini").write_text(
             f"[databases]\n* = host=127.0.0.1 port={cluster.port}\n\n[pgbouncer]\n"
@@ -111,3 +114,31 @@ class PgBouncer:
 
     def log_text(self) -> str:
         return self.log.read_text() if self.log.is_file() else ""
+
+
+def pooled_cluster(root: Path, *, pool_size: int = 10, **extra: object) -> PgBouncer:
+    """A started PostgreSQL with SCRAM (the system's binaries), migrated on its direct port,
+    behind a started PgBouncer in transaction mode; skips the test where either is missing."""
+    import pytest
+
+    from cities.db.migrate import migrate
+
+    if pgbouncer_binary() is None:
+        pytest.skip("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
+    bindir = ssl_capable_bindir()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server binaries from the system (pg_config --bindir) here")
+    cluster = Cluster(root / "pg", password="pooled-secret", bindir=bindir)
+    cluster.configure(max_connections="40")
+    cluster.start()
+    migrate(cluster.url())
+    bouncer = PgBouncer(cluster, root / "bouncer", pool_size=pool_size, **extra)
+    bouncer.start()
+    return bouncer
+
+
+def stop_pooled(bouncer: PgBouncer) -> None:
+    """Stop the pooler and its cluster (which a test may have left stopped)."""
+    bouncer.stop()
+    with contextlib.suppress(RuntimeError):
+        bouncer.cluster.stop("immediate")

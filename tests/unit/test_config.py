@@ -51,6 +51,11 @@ BAD_VALUES: dict[str, list[str]] = {
     "API_KEYS_SSM_PARAMETER": BAD_SSM_NAMES,
     "API_GATEWAY_BASE_PATH": ["/v1", "v1/", " v1", "v1 ", "v 1", "v1//beta"],
     "STRIP_STAGE_PATH": ["on", "maybe"],
+    "JWT_ISSUER": ["http://issuer.example", "issuer.example", "https://", "https://a b",
+                   "https://issuer.example/?x=1", "file:///etc/passwd"],
+    "JWT_AUDIENCE": ["two words", "x" * 257],
+    "JWT_JWKS_URL": ["ftp://x/jwks", "http://10.0.0.1/jwks", "https://x/jwks#k"],
+    "JWT_WRITE_SCOPE": ["a b", 'say"', "a\\b"],
 }
 GOOD_SSM_NAMES = [("/cities/prod/database-url", "/cities/prod/database-url"),
                   (" /cities/prod/x:3 ", "/cities/prod/x:3"),
@@ -76,6 +81,14 @@ GOOD_VALUES: dict[str, list[tuple[str, Any]]] = {
     "API_KEYS_SSM_PARAMETER": GOOD_SSM_NAMES,
     "API_GATEWAY_BASE_PATH": [("v1", "v1"), ("v1/beta", "v1/beta")],
     "STRIP_STAGE_PATH": [("yes", True), ("T", True), ("no", False)],
+    "JWT_ISSUER": [("https://auth.example.com/", "https://auth.example.com/"),
+                   ("https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Ab",
+                    "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Ab"),
+                   ("http://127.0.0.1:8080", "http://127.0.0.1:8080")],
+    "JWT_AUDIENCE": [("https://cities.example/api", "https://cities.example/api")],
+    "JWT_JWKS_URL": [("https://auth.example.com/.well-known/jwks.json",
+                      "https://auth.example.com/.well-known/jwks.json")],
+    "JWT_WRITE_SCOPE": [("cities:write", "cities:write"), (" api.write ", "api.write")],
 }
 # Environment variables the code reads that are not settings of this app.
 NOT_SETTINGS = {
@@ -84,6 +97,10 @@ NOT_SETTINGS = {
     "PGSSLMODE": "libpq's own variable, checked by libpq",
     "PGSSLROOTCERT": "libpq's own variable, checked by libpq",
 }
+
+
+# Settings that are in range only with another one set (an issuer needs an audience).
+COMPANIONS = {"JWT_ISSUER": {"JWT_AUDIENCE": "https://cities.example/api"}}
 
 
 def bad_cases() -> list[Any]:
@@ -107,6 +124,10 @@ def test_defaults_when_nothing_is_set():
         "REQUIRE_IF_MATCH": False,
         "DB_CONNECTION_REUSE": False,
         "DB_CONNECTION_MAX_IDLE": config.DEFAULT_CONNECTION_MAX_IDLE,
+        "JWT_ISSUER": None,
+        "JWT_AUDIENCE": None,
+        "JWT_JWKS_URL": None,
+        "JWT_WRITE_SCOPE": "cities:write",
         "UNUSABLE_SETTINGS": (),
     }
 
@@ -141,7 +162,7 @@ def test_values_in_range_are_read_without_a_word(name, caplog):
     for raw, expected in GOOD_VALUES[name]:
         values, problems = config.read({name: raw})
         assert (values[name], problems) == (expected, []), raw
-        assert config.from_env({name: raw})["UNUSABLE_SETTINGS"] == ()
+        assert config.from_env({name: raw, **COMPANIONS.get(name, {})})["UNUSABLE_SETTINGS"] == ()
     assert caplog.records == []
 
 
@@ -261,6 +282,8 @@ REFUSED = {
     "MIGRATIONS_DATABASE_URL": {"migrate": "FAILED"},
     "API_KEYS": {"POST /cities": 503, "PUT /cities/999999": 503},
     "REQUIRE_IF_MATCH": {"PUT /cities/999999": 503},
+    **{name: {"POST /cities": 503, "PUT /cities/999999": 503}
+       for name in ("JWT_ISSUER", "JWT_AUDIENCE", "JWT_JWKS_URL", "JWT_WRITE_SCOPE")},
     "DATABASE_URL_SSM_PARAMETER": {**EVERYTHING_REFUSED, "migrate": "FAILED"},
     "MIGRATIONS_DATABASE_URL_SSM_PARAMETER": {**EVERYTHING_REFUSED, "migrate": "FAILED"},
     "API_KEYS_SSM_PARAMETER": {**EVERYTHING_REFUSED, "migrate": "FAILED"},

@@ -1,4 +1,4 @@
-"""`country`: a second resource, declared as the README's "Adding a resource" says, to prove
+"""`region`: a second resource, declared as the README's "Adding a resource" says, to prove
 that CRUD, paging, sorting, idempotent creates, conflicts and OpenAPI come from shared code.
 
 Only the tests serve it (conftest.py applies its migration and builds an app with it).
@@ -26,9 +26,9 @@ def iso_code(value: Any) -> tuple[str | None, str | None]:
     return value, None
 
 
-COUNTRY = Resource(
-    singular="country",
-    plural="countries",
+REGION = Resource(
+    singular="region",
+    plural="regions",
     fields=(
         Field("name", clean_text, TEXT_SCHEMA),
         Field("iso_code", iso_code, ISO_CODE_SCHEMA),
@@ -36,11 +36,11 @@ COUNTRY = Resource(
     ),
     sorts=(Sort("name", "lower({})"), Sort("iso_code")),
     uniques=(
-        Unique("country_name_key", "A country with this name already exists.",
+        Unique("region_name_key", "A region with this name already exists.",
                (("name", "is already taken"),),
-               "Another country already has this name (case-insensitive)."),
-        Unique("country_iso_code_key", "A country with this ISO code already exists.",
+               "Another region already has this name (case-insensitive)."),
+        Unique("region_iso_code_key", "A region with this ISO code already exists.",
                (("iso_code", "is already taken"),),
-               "Another country already has this ISO code."),
+               "Another region already has this ISO code."),
     ),
 )
