@@ -283,6 +283,18 @@ def bench_request(url: str) -> dict[str, Any]:
     def reuse_api(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return serverless_wsgi.handle_request(reuse_app, event, context)
 
+    # The same warm GET with the per-request EMF record on (as on Lambda, serverless.yml), printed
+    # to /dev/null: its difference to `GET cities reuse` is what the metrics cost a request.
+    metrics_app = create_app({"DB_CONNECTION_REUSE": True, "METRICS": True})
+    devnull = open(os.devnull, "w")  # noqa: SIM115 - closed after the run
+
+    def metrics_api(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        stdout, sys.stdout = sys.stdout, devnull
+        try:
+            return serverless_wsgi.handle_request(metrics_app, event, context)
+        finally:
+            sys.stdout = stdout
+
     apis = {"cities": handler.api, "cities reuse": reuse_api, "FastAPI peer": fastapi_peer.api}
     rng = random.Random(2)
     total = REQUESTS + 10
@@ -350,9 +362,14 @@ def bench_request(url: str) -> dict[str, Any]:
     for kind, status in (("GET", 200), ("POST", 201), ("PUT", 200), ("LIST", 200)):
         for label in apis:
             contenders[f"{kind} {label}"] = call(label, kind, status)
+    reuse_gets = events["GET cities reuse"]
+    contenders["GET cities reuse, METRICS on"] = lambda r: _expect(
+        metrics_api(reuse_gets[r % len(reuse_gets)], None), 200)
     results = interleaved(contenders, REQUESTS, warmup=10)
     warm.close()
+    devnull.close()
     kept_connection(reuse_app).drop()
+    kept_connection(metrics_app).drop()
 
     f = results["floor: connect + SELECT + close"]["median"]
     out: dict[str, Any] = {"timings": results}

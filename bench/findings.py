@@ -81,6 +81,15 @@ def _request(r: dict[str, Any]) -> list[str]:
             f"{t['floor: connect + SELECT + close']['q1']:.2f}-"
             f"{t['floor: connect + SELECT + close']['q3']:.2f} ms) show how noisy this machine is."
         )
+    with_metrics = t.get("GET cities reuse, METRICS on")
+    if with_metrics:  # runs before the metrics were measured lack it
+        notes.append(
+            f"The per-request CloudWatch EMF record (`METRICS=on`, as on Lambda) adds "
+            f"{(with_metrics['median'] - reuse) * 1000:.0f} µs to the warm GET "
+            f"({with_metrics['median']:.2f} vs {reuse:.2f} ms, medians of the same run): one "
+            "dict encoded and one write to stdout; `python -m bench.metrics_cost` measures it "
+            "alone."
+        )
     return notes
 
 

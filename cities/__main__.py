@@ -2,27 +2,36 @@
 
 Both use DATABASE_URL (or MIGRATIONS_DATABASE_URL for migrate) when set, from the environment
 or `.env`; otherwise they start the embedded PostgreSQL kept in `.data/pgdata`. With `--reload`
-(as `make run` does) this process keeps the database and restarts a child serving the code
-whenever a source file changes.
+(as `make run` does) this process keeps the database and the listening socket, and restarts a
+child serving the code whenever a source file changes. A child whose code fails to load (a typo
+saved) leaves this process answering a 500 JSON error until the next save, then it tries again.
+
+The app's own modules are imported lazily, inside functions, so that a broken one is reported in
+one line by the child rather than as a traceback from this module's imports.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import re
 import signal
 import socket
+import subprocess
 import sys
-
-from cities.db.migrate import migrate
-from cities.ops import config
-from cities.ops.secrets_mask import masked_error, remember_connection_strings
+import threading
+import traceback
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 
 def _configure(command: str) -> tuple[dict, str]:
     """Settings plus a description for humans: the configured database, else the embedded one."""
+    from cities.ops import config
+    from cities.ops.secrets_mask import remember_connection_strings
+
     config.load_dotenv_if_present()
     settings = config.from_env()
     remember_connection_strings(settings["DATABASE_URL"], settings["MIGRATIONS_DATABASE_URL"])
@@ -52,6 +61,10 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 def _migrate(settings: dict) -> dict:
+    from cities.db.migrate import migrate
+    from cities.ops import config
+    from cities.ops.secrets_mask import masked_error
+
     url = config.migrations_url(settings)
     try:
         return migrate(
@@ -78,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
     if os.environ.get("WERKZEUG_RUN_MAIN") == "true":  # the reloader's child: the parent did
-        _serve(args, config.from_env()["DATABASE_URL"])  # the database and the migrations
+        _serve(args, os.environ["DATABASE_URL"])  # the database and the migrations
         return
     if args.command == "serve":
         _check_port_free(args.host, args.port)
@@ -93,6 +106,8 @@ def main(argv: list[str] | None = None) -> None:
         reloading = "; reloads on code changes" if args.reload else ""
         print(f"serving the API at http://{args.host}:{args.port}  (Ctrl-C stops{reloading})",
               flush=True)
+        if args.reload:
+            sys.exit(_reload_forever(args.host, args.port, _package_sources))
         _serve(args, settings["DATABASE_URL"])
 
 
@@ -119,12 +134,118 @@ class _ServerLog(logging.Filter):
 
 
 def _serve(args: argparse.Namespace, database_url: str) -> None:
-    from cities import create_app
-
     logging.getLogger("werkzeug").addFilter(_ServerLog(colours=sys.stderr.isatty()))
+    try:
+        from cities import create_app
 
-    app = create_app({"DATABASE_URL": database_url})
+        app = create_app({"DATABASE_URL": database_url})
+    except Exception as exc:  # any error of the edited code: say where, in one line
+        print(f"the code failed to load: {_where(exc)}", file=sys.stderr, flush=True)
+        sys.exit(FAILED_TO_LOAD)
     app.run(host=args.host, port=args.port, threaded=True, use_reloader=args.reload)
+
+
+# --- --reload: this process keeps the socket and the database; children serve the code -----
+
+RELOAD = 3  # werkzeug's reloader exits its child with 3 when a watched file changed
+FAILED_TO_LOAD = 4
+
+
+def _where(exc: BaseException) -> str:
+    """`file:line: Type: message` of an error in the app's code, without the stack above it."""
+    if isinstance(exc, SyntaxError):
+        return f"{exc.filename}:{exc.lineno}: {type(exc).__name__}: {exc.msg}"
+    frame = traceback.extract_tb(exc.__traceback__)[-1]
+    return f"{frame.filename}:{frame.lineno}: {type(exc).__name__}: {exc}"
+
+
+def _package_sources() -> dict[str, int]:
+    """Modification times of the package's Python files: what a save changes."""
+    package = Path(__file__).resolve().parent
+    return {str(path): path.stat().st_mtime_ns for path in package.rglob("*.py")}
+
+
+_CODE_FAILED = json.dumps({"error": {  # the shape of cities/http/errors.py, which may be broken
+    "code": "internal_error",
+    "message": "The server's code failed to load after an edit; the terminal running it says "
+               "where. It serves again after the next save that loads.",
+}}).encode()
+
+
+def _code_failed_app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+    start_response("500 INTERNAL SERVER ERROR", [
+        ("Content-Type", "application/json"), ("Content-Length", str(len(_CODE_FAILED))),
+        ("Cache-Control", "no-store"),
+    ])
+    return [_CODE_FAILED]
+
+
+def _reload_forever(host: str, port: int, sources: Callable[[], dict[str, int]]) -> int:
+    """Serve through children until one stops for good; its exit code.
+
+    werkzeug's own loop exits as soon as a child fails, taking the database with it. Here the
+    socket is bound once and handed to each child (werkzeug's WERKZEUG_SERVER_FD), so requests
+    made during a restart wait rather than fail, and a child that cannot load is followed by
+    this process answering a 500 JSON error until a source file changes.
+    """
+    from werkzeug.serving import make_server
+
+    server = make_server(host, port, _code_failed_app, threaded=True)
+    server.socket.set_inheritable(True)
+    env = {**os.environ, "WERKZEUG_RUN_MAIN": "true", "WERKZEUG_SERVER_FD": str(server.fileno())}
+    while True:
+        loaded = sources()
+        try:
+            code = _run_child(env)
+        except KeyboardInterrupt:  # Ctrl-C: the child stopped too
+            return 0
+        if code == RELOAD:
+            continue
+        if code <= 0:  # a clean stop, or killed by a signal
+            return 0 if code == 0 else 128 - code
+        print("answering 500 until the next save (the database keeps running)",
+              file=sys.stderr, flush=True)
+        _answer_until_changed(host, port, server.fileno(), loaded, sources)
+
+
+def _run_child(env: dict[str, str]) -> int:
+    """One `python -m cities serve ...` child on the shared socket; stopped with this process.
+
+    The child has its own process group, so a Ctrl-C in the terminal reaches this process only
+    and the child gets exactly one SIGINT from here (werkzeug stops quietly on one; a SIGTERM,
+    or a second signal during its shutdown, prints a traceback).
+    """
+    child = subprocess.Popen([sys.executable, "-m", "cities", *sys.argv[1:]],  # noqa: S603
+                             env=env, close_fds=False, process_group=0)
+    try:
+        return child.wait()
+    finally:
+        if child.poll() is None:  # SIGTERM or Ctrl-C reached this process
+            child.send_signal(signal.SIGINT)
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def _answer_until_changed(host: str, port: int, fd: int, loaded: dict[str, int],
+                          sources: Callable[[], dict[str, int]]) -> None:
+    """Answer the 500 on the shared socket until a source file changes. The server is made on
+    a duplicate of the socket: werkzeug closes a server's socket when it stops serving."""
+    from werkzeug.serving import make_server
+
+    server = make_server(host, port, _code_failed_app, threaded=True, fd=fd)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                              daemon=True)
+    thread.start()
+    try:
+        while sources() == loaded:
+            threading.Event().wait(0.5)
+    except KeyboardInterrupt:
+        sys.exit(0)
+    finally:
+        server.shutdown()
+        thread.join()
 
 
 if __name__ == "__main__":

@@ -5,13 +5,15 @@ the events, routing and CORS are the deployed ones while the code stays editable
 DATABASE_URL (environment or `.env`) when set, else the embedded PostgreSQL of `make run`; this
 process keeps that server alive while the emulator runs, and applies migrations first (a deploy
 runs them through the migrate function). Ctrl-C or SIGTERM stops the emulator, then the server:
-nothing is left running.
+nothing is left running, and the code the emulator unpacked (`.serverless-offline/`) is removed
+once its last runner has exited (its own clean-up races them and fails with ENOTEMPTY).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,29 +48,47 @@ def main(argv: list[str]) -> int:
     print(f"migrations: applied {result['applied'] or 'nothing new'}", flush=True)
     venv = Path(sys.executable).parent.parent
     env = {**os.environ, "DATABASE_URL": url, "VIRTUAL_ENV": str(venv)}
-    emulator = subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603
-    # A SIGTERM is passed on; the emulator's exit then ends this process normally.
-    signal.signal(signal.SIGTERM, lambda signum, _: _signal_tree(emulator.pid, signum))
-    while True:
-        try:
-            code = emulator.wait()
-            return 128 - code if code < 0 else code  # killed by a signal: the shell's way
-        except KeyboardInterrupt:  # pass it on (a terminal's Ctrl-C reached all), then wait
-            _signal_tree(emulator.pid, signal.SIGINT)
+    # Its own process group: a terminal's Ctrl-C reaches this process only, and the emulator's
+    # tree gets exactly one signal from here (a second one makes its runners print tracebacks).
+    emulator = subprocess.Popen(command, cwd=ROOT, env=env, process_group=0)  # noqa: S603
+    tree: list = []
+    signal.signal(signal.SIGTERM, lambda signum, _: tree.extend(_signal_tree(emulator.pid, signum)))
+    try:
+        while True:
+            try:
+                code = emulator.wait()
+                return 128 - code if code < 0 else code  # killed by a signal: the shell's way
+            except KeyboardInterrupt:
+                tree.extend(_signal_tree(emulator.pid, signal.SIGINT))
+    finally:
+        _remove_unpacked(tree)
 
 
-def _signal_tree(pid: int, signum: int) -> None:
-    """Signal a process and its descendants: npx does not pass a SIGTERM on to the CLI it runs."""
+def _remove_unpacked(tree: list) -> None:
+    """Wait for the emulator's runners, then remove the code it unpacked for them."""
+    import psutil
+
+    _, alive = psutil.wait_procs(tree, timeout=30)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    shutil.rmtree(ROOT / ".serverless-offline", ignore_errors=True)
+
+
+def _signal_tree(pid: int, signum: int) -> list:
+    """Signal a process and its descendants (npx does not pass a SIGTERM on to the CLI it
+    runs); the processes signalled, to wait for."""
     import psutil
 
     try:
         parent = psutil.Process(pid)
         processes = [parent, *parent.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return
+        return []
     for process in processes:
         with contextlib.suppress(psutil.NoSuchProcess):
             process.send_signal(signum)
+    return processes
 
 
 if __name__ == "__main__":

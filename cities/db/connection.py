@@ -340,6 +340,7 @@ class PreludeCursor(psycopg2.extensions.cursor):
             query = prelude + query
         elif conn.prefix:
             query = conn.prefix + query
+        started = time.perf_counter()
         try:
             super().execute(query, vars)
             if conn.async_:
@@ -350,6 +351,8 @@ class PreludeCursor(psycopg2.extensions.cursor):
                          type(exc).__name__)
                 raise KeptConnectionDied(type(exc).__name__) from None
             raise
+        finally:
+            conn.busy += time.perf_counter() - started
 
 
 class Connection(psycopg2.extensions.connection):
@@ -372,6 +375,8 @@ class Connection(psycopg2.extensions.connection):
     # A kept connection whose next statement is the request's first, a read: may it be retried
     # on a new connection if the kept one turns out dead? (see _reuse)
     retry_if_dead = False
+    # Seconds this request spent connecting and waiting on statements (the metric DatabaseTime).
+    busy = 0.0
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
@@ -517,6 +522,7 @@ def _reuse(config: Mapping[str, Any], deadline: float) -> psycopg2.extensions.co
     if conn is None:
         return None
     conn.deadline = deadline
+    conn.busy = 0.0  # this request's time, from its first statement on
     conn.prelude, conn.prefix = None, _timeout_sql(config["DB_STATEMENT_TIMEOUT_MS"])
     conn.first = conn.retry_if_dead = True
     return conn
@@ -556,6 +562,7 @@ def get_db() -> psycopg2.extensions.connection:
             if conn is not None:
                 g.db, g.db_state = conn, "reused"
                 return conn
+        connecting = time.perf_counter()
         try:
             conn = connect(url, config["DB_CONNECT_TIMEOUT"],
                            budget=budget_end - time.monotonic(), deadline=deadline)
@@ -570,6 +577,9 @@ def get_db() -> psycopg2.extensions.connection:
             else:
                 log.warning("cannot connect to the database: %s", type(exc).__name__)
             raise ServiceUnavailable("The database is unavailable; retry shortly.") from None
+        finally:
+            g.db_busy = time.perf_counter() - connecting  # a failed connect's time counts too
+        conn.busy = g.db_busy
         g.db, g.db_state = conn, "opened"
         # Asynchronous, so in autocommit: transactions are explicit (see transaction()).
         conn.prefix = _timeout_sql(config["DB_STATEMENT_TIMEOUT_MS"])

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import psycopg2
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, g, jsonify
 from psycopg2 import errors as pgerrors
 from werkzeug.exceptions import HTTPException
 
@@ -136,10 +136,24 @@ class ValidationFailed(ApiError):
 
 
 class ServiceUnavailable(ApiError):
+    """A 503. Its `cause` feeds the per-request metric (cities.ops.metrics): the owner's alarm
+    tells a database outage from a deploy's configuration mistake or missing migrations."""
+
     status = 503
 
-    def __init__(self, message: str | None = None) -> None:
+    def __init__(self, message: str | None = None, cause: str | None = None) -> None:
         super().__init__(message, headers={"Retry-After": RETRY_AFTER_SECONDS})
+        self.cause = cause or unavailable_cause(self.message)
+
+
+def unavailable_cause(message: str) -> str:
+    """`schema`, `configuration` or `database`, from the 503's own fixed message (written in
+    this package, never a driver's text), so each raise site need not name its cause."""
+    if message == SCHEMA_MISSING:
+        return "schema"
+    if message.startswith(("The service is not configured", "Writes are disabled")):
+        return "configuration"
+    return "database"
 
 
 def error_document(
@@ -164,6 +178,8 @@ def error_response(
 
 
 def handle_api_error(error: ApiError) -> Response:
+    if isinstance(error, ServiceUnavailable):
+        g.unavailable_cause = error.cause
     return error_response(error.status, error.message, error.details, error.headers)
 
 

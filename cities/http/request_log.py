@@ -12,10 +12,11 @@ import json
 import logging
 import time
 
-from flask import Flask, Request, Response, g, request
+from flask import Flask, Request, Response, current_app, g, request
 
 from cities.http.auth import WRITE_METHODS
 from cities.http.gateway import STARTED
+from cities.ops import metrics
 from cities.ops.secrets_mask import MaskSecrets
 
 log = logging.getLogger("cities")
@@ -52,7 +53,24 @@ def _finish(response: Response) -> Response:
     )
     if log.isEnabledFor(logging.INFO):
         _log_request(req, response)
+    if current_app.config.get("METRICS"):
+        _emit_metrics(req, response)
     return response
+
+
+def _emit_metrics(req: Request, response: Response) -> None:
+    """The request's EMF record (cities.ops.metrics): latency, database time, status, cause."""
+    started = req.environ.get(STARTED)
+    rule = req.url_rule
+    conn = g.get("db")
+    busy = conn.busy if conn is not None else g.get("db_busy", 0.0)
+    metrics.emit(metrics.record(
+        rule.rule if rule else None,
+        response.status_code,
+        round((time.perf_counter() - started) * 1000, 2) if started else 0.0,
+        round(busy * 1000, 2),
+        g.get("unavailable_cause") if response.status_code == 503 else None,
+    ))
 
 
 def _log_request(req: Request, response: Response) -> None:

@@ -296,6 +296,8 @@ SETTINGS: tuple[Setting, ...] = (
             "opt-in: PUT, PATCH and DELETE need If-Match (428 without), so no update is lost",
             refuses="PUT, PATCH and DELETE answer 503"),
     Setting("LOG_LEVEL", LogLevel(), DEFAULT_LOG_LEVEL, "level of the `cities` logger"),
+    Setting("METRICS", Flag(), False,
+            "print one CloudWatch EMF metrics record per request to stdout (on in serverless.yml)"),
     Setting("PUBLIC_HOSTS", Hosts(), (),
             "hosts that Location and Link URLs may name when the Host header says so (others "
             "give relative URLs, also the default when an entry is not a host)"),
@@ -433,7 +435,7 @@ def describe_api_keys(settings: Mapping[str, Any]) -> str:
 _CONFIG_KEYS = (
     "DATABASE_URL", "MIGRATIONS_DATABASE_URL", "API_KEYS", "DB_CONNECT_TIMEOUT",
     "DB_CONNECT_BUDGET", "DB_STATEMENT_TIMEOUT_MS", "LOG_LEVEL", "PUBLIC_HOSTS",
-    "REQUIRE_IF_MATCH", "DB_CONNECTION_REUSE", "DB_CONNECTION_MAX_IDLE",
+    "REQUIRE_IF_MATCH", "DB_CONNECTION_REUSE", "DB_CONNECTION_MAX_IDLE", "METRICS",
     "JWT_ISSUER", "JWT_AUDIENCE", "JWT_JWKS_URL", "JWT_WRITE_SCOPE",
 )
 

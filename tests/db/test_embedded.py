@@ -163,29 +163,66 @@ def test_however_a_run_ends_no_server_outlives_it_and_the_next_run_starts(tmp_pa
     assert gone(data), "the killed run's stale handle kept postgres running"
 
 
-def test_reload_serves_edited_code_on_the_same_database(tmp_path, data):
-    """`make run` passes --reload: an edit restarts the app; the embedded server stays."""
+def answer(url: str) -> tuple[int, dict]:
+    """(status, JSON body) of a GET, errors included."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return reply.status, json.load(reply)
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.load(error)
+
+
+def eventually(url: str, expected: tuple[int, dict], what: str) -> None:
+    """Poll `url` until it answers `expected`: a restart takes as long as the machine needs."""
+    deadline, seen = time.monotonic() + 60, None
+    while True:
+        try:
+            seen = answer(url)
+            if seen == expected:
+                return
+        except (OSError, ValueError) as exc:
+            seen = exc
+        assert time.monotonic() < deadline, f"{what}: {url} still answers {seen!r}"
+        time.sleep(0.3)
+
+
+def test_reload_serves_edited_code_and_outlives_a_typo_on_the_same_database(tmp_path, data):
+    """`make run` passes --reload: an edit restarts the app; the embedded server stays. A typo
+    saved leaves the server answering a 500 JSON error (pointing at the terminal, which names
+    the file and line) rather than stopping; the next good save serves the new code."""
     shutil.copytree(REPO / "cities", tmp_path / "cities",
                     ignore=shutil.ignore_patterns("__pycache__"))
+    module = tmp_path / "cities" / "http" / "meta_api.py"
+    original = module.read_text()
+    route = '\n\n@bp.get("/reloaded")\ndef reloaded() -> dict:\n    return {{"reloaded": {}}}\n'
     proc, base = serve(tmp_path, "--reload")
     try:
         server_pid = int((data / "postmaster.pid").read_text().split()[0])
-        with pytest.raises(urllib.error.HTTPError):
-            urllib.request.urlopen(f"{base}/reloaded", timeout=5)
-        with (tmp_path / "cities" / "http" / "meta_api.py").open("a") as module:
-            module.write('\n\n@bp.get("/reloaded")\ndef reloaded() -> dict:\n'
-                         '    return {"reloaded": True}\n')
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/reloaded", timeout=5) as reply:
-                    assert json.load(reply) == {"reloaded": True}
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the edit was not picked up"
-                time.sleep(0.3)
+        assert answer(f"{base}/reloaded")[0] == 404
+        module.write_text(original + route.format(1))
+        eventually(f"{base}/reloaded", (200, {"reloaded": 1}), "the edit was not picked up")
+
+        module.write_text(original + "\n\ndef broken(:\n")
+        eventually(f"{base}/health", (500, {"error": {
+            "code": "internal_error",
+            "message": "The server's code failed to load after an edit; the terminal running "
+                       "it says where. It serves again after the next save that loads.",
+        }}), "a typo stopped the server")
+        assert proc.poll() is None
+        assert int((data / "postmaster.pid").read_text().split()[0]) == server_pid
+
+        module.write_text(original + route.format(2))
+        eventually(f"{base}/reloaded", (200, {"reloaded": 2}), "the fix was not picked up")
+        status, body = answer(f"{base}/health")
+        assert status == 200, body
         assert int((data / "postmaster.pid").read_text().split()[0]) == server_pid
     finally:
         output = stop(proc, signal.SIGINT)
     assert "reloads on code changes" in output
+    broken_line = len((original + "\n\ndef broken(:").splitlines())
+    where = f"{module.resolve()}:{broken_line}: SyntaxError"
+    assert f"the code failed to load: {where}" in output, output
+    assert "Traceback" not in output, output
+    assert proc.returncode == 0, output
     assert gone(data), output

@@ -90,15 +90,19 @@ def test_zip_ships_nothing_the_runtime_does_not_need(names: list[str], lambda_zi
             kept = path.name in ("METADATA", "WHEEL") or "licenses" in path.parts
             kept = kept or path.name.upper().startswith(("LICENSE", "LICENCE", "COPYING"))
             assert kept, f"dist-info clutter shipped: {name}"
-    # Small enough that the console's code editor and a cold start's download stay quick.
-    assert lambda_zip.stat().st_size < 10 * 1024 * 1024
+    # Small enough that a cold start's download stays quick (Lambda's limit is 50 MB zipped):
+    # 12.4 MB with PyJWT + cryptography for bearer tokens, about 6 MB of it cryptography's Rust
+    # extension, which is imported only when a token is verified.
+    assert lambda_zip.stat().st_size < 14 * 1024 * 1024
 
 
 def _fits_runtime(tag: str) -> bool:
     python, abi, platform = tag.split("-")
     if platform == "any":
         return abi == "none" and (python.startswith("py3") or python == TAG)
-    return (python, abi) == (TAG, TAG) and bool(
+    # A stable-ABI wheel (cryptography's abi3) runs on every CPython from the one it names.
+    stable = abi == "abi3" and python.startswith("cp3") and int(python[3:]) <= int(TAG[3:])
+    return ((python, abi) == (TAG, TAG) or stable) and bool(
         re.fullmatch(r"manylinux(2014|_2_\d+)_x86_64", platform)
     )
 

@@ -149,3 +149,15 @@ def test_sigterm_stops_the_emulator_then_the_wrapper(databases, tmp_path: Path) 
     while cli.read_text() != "stopped":
         assert time.monotonic() < deadline, "the CLI under npx was left running"
         time.sleep(0.1)
+
+
+def test_stopping_it_leaves_no_unpacked_code_and_prints_no_traceback(node, databases, tmp_path):
+    """Ctrl-C (SIGINT to the terminal's whole process group) stops it quietly and removes the
+    code it unpacked, which `make lint` would otherwise report as ~1,290 errors."""
+    runs = run_offline(databases.create(), tmp_path)
+    base = next(runs)
+    assert call("GET", f"{base}/health")[0] == 200  # a runner started: the zip is unpacked
+    runs.close()
+    log = (tmp_path / "offline.log").read_text()
+    assert not (ROOT / ".serverless-offline").exists(), log
+    assert "Traceback" not in log and "ENOTEMPTY" not in log, log
