@@ -96,14 +96,14 @@ def test_zip_ships_nothing_the_runtime_does_not_need(names: list[str], lambda_zi
     assert lambda_zip.stat().st_size < 14 * 1024 * 1024
 
 
-def _fits_runtime(tag: str) -> bool:
+def _fits_runtime(tag: str, machine: str = "x86_64") -> bool:
     python, abi, platform = tag.split("-")
     if platform == "any":
         return abi == "none" and (python.startswith("py3") or python == TAG)
     # A stable-ABI wheel (cryptography's abi3) runs on every CPython from the one it names.
     stable = abi == "abi3" and python.startswith("cp3") and int(python[3:]) <= int(TAG[3:])
     return ((python, abi) == (TAG, TAG) or stable) and bool(
-        re.fullmatch(r"manylinux(2014|_2_\d+)_x86_64", platform)
+        re.fullmatch(rf"manylinux(2014|_2_\d+)_{machine}", platform)
     )
 
 
