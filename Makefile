@@ -13,7 +13,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
 .DEFAULT_GOAL := help
 .PHONY: help run test lint migrate schema fuzz audit clean package sls-package cfn-lint deploy \
-	migrate-deployed remove offline bench
+	migrate-deployed remove offline bench lambda-rie
 
 # Each target with a `##` comment is listed by `make help`.
 help:  ## list the targets (the default: plain `make` installs nothing)
@@ -73,11 +73,16 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 bench: $(BENCH_STAMP)  ## the benchmark of docs/benchmarks.md
 	$(PY) -m bench
 
+# AWS's Lambda Runtime Interface Emulator and awslambdaric, pinned, cached in .cache/ for the
+# emulator tests (tests/support/rie.py); they fetch it themselves when missing, or skip offline.
+lambda-rie: $(STAMP)  ## fetch the Lambda emulator, awslambdaric and the aarch64 Python the runtime tests use
+	$(PY) -m tests.support.rie
+
 clean:  ## remove the virtualenv, caches and build output (never .data/, the local database)
-	rm -rf $(VENV) .pytest_cache .pytest-tmp .ruff_cache .coverage build dist .serverless .serverless-offline
+	rm -rf $(VENV) .pytest_cache .pytest-tmp .ruff_cache .coverage build dist .serverless .serverless-offline .cache
 
 # ---- Deployment (docs/deploy.md) ------------------------------------------------------------
-# `make package` builds dist/cities.zip for the Lambda runtime (python3.12, x86_64) from manylinux
+# `make package` builds dist/cities.zip for the Lambda runtime (python3.13; x86_64 and arm64, dist/cities-arm64.zip) from manylinux
 # wheels, without Docker; `make deploy STAGE=dev` runs the migrations, then ships the new API code.
 STAGE ?= dev
 # SECRETS=deploy resolves the SSM parameters at deploy time instead of at runtime (docs/deploy.md).
@@ -91,7 +96,7 @@ NODE_STAMP := node_modules/.installed
 OSLS := env SLS_TELEMETRY_DISABLED=1 SLS_NOTIFICATIONS_MODE=off npx --no-install osls
 TEMPLATE := .serverless/cloudformation-template-update-stack.json
 
-package: $(ZIP)  ## build dist/cities.zip for the Lambda runtime
+package: $(ZIP)  ## build dist/cities.zip (x86_64) and dist/cities-arm64.zip for the Lambda runtime
 
 $(ZIP): $(STAMP) $(APP_SOURCES)
 	$(PY) deploy/package_lambda.py $(PACKAGE_FLAGS)

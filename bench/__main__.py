@@ -5,7 +5,7 @@ median over many interleaved runs (round-robin, shuffled each round, so backgrou
 every contender alike), and targets are checked as ratios against a floor measured in the same
 run. Knobs (environment variables) for quicker runs:
 
-    BENCH_SECTIONS       cold,request,scale,artifact,memory,fanin (default: all)
+    BENCH_SECTIONS       cold,request,scale,artifact,memory,fanin,tls,runtime (default: all)
     BENCH_COLD_RUNS      fresh interpreters per contender (default 60)
     BENCH_REQUESTS       timed rounds per request kind (default 400)
     BENCH_SCALE_ROWS     table sizes (default 10000,1000000)
@@ -45,7 +45,9 @@ def knob(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
-SECTIONS = knob("BENCH_SECTIONS", "cold,request,scale,artifact,memory,fanin,tls").split(",")
+SECTIONS = knob(
+    "BENCH_SECTIONS", "cold,request,scale,artifact,memory,fanin,tls,runtime"
+).split(",")
 COLD_RUNS = int(knob("BENCH_COLD_RUNS", "60"))
 REQUESTS = int(knob("BENCH_REQUESTS", "400"))
 SCALE_ROWS = [int(n) for n in knob("BENCH_SCALE_ROWS", "10000,1000000").split(",")]
@@ -675,7 +677,8 @@ def find_artifact() -> Path | None:
     explicit = os.environ.get("BENCH_ARTIFACT")
     if explicit:
         return Path(explicit)
-    for pattern in ("dist/*.zip", ".serverless/*.zip"):
+    # dist/cities.zip first: the x86_64 zip, which this machine can import (not cities-arm64).
+    for pattern in ("dist/cities.zip", "dist/*.zip", ".serverless/*.zip"):
         found = sorted(ROOT.glob(pattern))
         if found:
             return found[0]
@@ -880,6 +883,10 @@ def main() -> int:
         log("TLS connect: client instructions per connect under callgrind, by CA file")
         results["tls"] = bench_tls_connect() or {
             "skipped": "needs valgrind, an SSL-capable PostgreSQL and a system CA bundle"}
+    if "runtime" in SECTIONS:  # python3.12 vs 3.13, zip size per architecture (bench/runtime.py)
+        from bench.runtime import bench_runtime
+
+        results["runtime"] = bench_runtime(COLD_RUNS)
     results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     results["machine"]["duration_seconds"] = round(time.perf_counter() - started)
     table = render(results, OUTPUT)

@@ -321,6 +321,11 @@ def render_markdown(results: dict[str, Any], png: str | None) -> str:
                 )
 
     out += _tls_section(results.get("tls"))
+    if "runtime" in results:
+        from bench.runtime import render as render_runtime
+
+        out += render_runtime(results["runtime"])
+
     notes = results.get("notes")
     if notes:
         out += ["", "## Findings", ""] + [f"- {n}" for n in notes]

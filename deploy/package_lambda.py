@@ -4,13 +4,13 @@ Run by `make package`. The classic failures of this stack are deploy-time, so ea
 impossible here rather than discovered in CloudWatch:
 
 - `No module named 'psycopg2._psycopg'`: wheels are chosen by pip for the *runtime's* platform,
-  Python version and ABI (`--platform manylinux... --python-version 3.12 --only-binary=:all:`),
+  Python version and ABI (`--platform manylinux... --python-version 3.13 --only-binary=:all:`),
   whatever machine builds the zip, so no Docker is needed and no sdist is ever compiled here.
 - A missing `werkzeug`: the pinned `requirements.txt` is installed with its dependencies, and the
   suite imports the unpacked zip alone, with nothing else on `sys.path`.
 - Slow cold starts: `/var/task` is read-only, so Python cannot cache bytecode there; without
   `.pyc` files for the runtime's exact version every cold start compiles every module. pip run by
-  the host's Python would write `cpython-311` files that a 3.12 runtime ignores, so pip compiles
+  the host's Python would write `cpython-311` files that a 3.13 runtime ignores, so pip compiles
   nothing and the runtime's own interpreter compiles everything, with `unchecked-hash`
   invalidation (the zip's timestamps are meaningless and the files never change, so the import
   system must not stat or hash the sources).
@@ -31,9 +31,15 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNTIME_VERSION = "3.12"  # keep in step with `provider.runtime` in serverless.yml
-# Lambda's python3.12 runs on Amazon Linux 2023 (glibc 2.34); x86_64 as in serverless.yml.
-PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
+RUNTIME_VERSION = "3.13"  # keep in step with `provider.runtime` in serverless.yml
+# Lambda's python3.13 runs on Amazon Linux 2023 (glibc 2.34) on either architecture a stage picks
+# (`architecture` in serverless.yml's params): one zip each, from that architecture's wheels.
+PLATFORMS = {
+    "x86_64": ("manylinux2014_x86_64", "manylinux_2_28_x86_64"),
+    "arm64": ("manylinux2014_aarch64", "manylinux_2_28_aarch64"),
+}
+# Keep in step with `custom.artifacts` in serverless.yml.
+ARTIFACTS = {"x86_64": "cities.zip", "arm64": "cities-arm64.zip"}
 APP_FILES = ("handler.py",)
 APP_PACKAGES = ("cities",)
 # Development-only files of the app package: never read on Lambda (schema.sql is for people).
@@ -82,7 +88,9 @@ def find_runtime_python(version: str = RUNTIME_VERSION) -> str | None:
     return None
 
 
-def install_wheels(target: Path, requirements: Path, version: str) -> None:
+def install_wheels(
+    target: Path, requirements: Path, version: str, architecture: str = "x86_64"
+) -> None:
     """Install the pinned runtime requirements as the runtime's manylinux wheels, uncompiled."""
     cmd = [
         sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
@@ -91,7 +99,7 @@ def install_wheels(target: Path, requirements: Path, version: str) -> None:
         "--abi", f"cp{version.replace('.', '')}",
         "--only-binary=:all:", "--no-compile",
     ]
-    for platform in PLATFORMS:
+    for platform in PLATFORMS[architecture]:
         cmd += ["--platform", platform]
     subprocess.run(cmd, check=True)  # noqa: S603 - fixed argv
 
@@ -165,13 +173,17 @@ def write_zip(source: Path, zip_path: Path) -> None:
 
 
 def build(
-    zip_path: Path, build_dir: Path, python: str | None, version: str = RUNTIME_VERSION
+    zip_path: Path, build_dir: Path, python: str | None, version: str = RUNTIME_VERSION,
+    architecture: str = "x86_64",
 ) -> dict[str, int]:
-    """Build the zip; returns sizes in bytes for the report."""
+    """Build the zip for `architecture`; returns sizes in bytes for the report.
+
+    Bytecode does not depend on the architecture: the same interpreter compiles both zips.
+    """
     if build_dir.exists():
         shutil.rmtree(build_dir)
     build_dir.mkdir(parents=True)
-    install_wheels(build_dir, ROOT / "requirements.txt", version)
+    install_wheels(build_dir, ROOT / "requirements.txt", version, architecture)
     prune(build_dir)
     copy_app(build_dir)
     if python:
@@ -192,9 +204,19 @@ def has_runtime_bytecode(zip_path: Path, version: str = RUNTIME_VERSION) -> bool
         return f"__pycache__/handler.cpython-{tag}.pyc" in archive.namelist()
 
 
+def artifact(architecture: str) -> Path:
+    """Where `make package` writes the zip for `architecture` (serverless.yml deploys it)."""
+    return ROOT / "dist" / ARTIFACTS[architecture]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=ROOT / "dist" / "cities.zip")
+    parser.add_argument(
+        "--architecture", choices=(*PLATFORMS, "all"), default="all",
+        help="the Lambda architecture to build for (default: a zip for each)",
+    )
+    parser.add_argument("--output", type=Path, help="the zip to write or verify (one "
+                        "architecture); default dist/cities.zip, dist/cities-arm64.zip")
     parser.add_argument("--build-dir", type=Path, default=ROOT / "build" / "lambda")
     parser.add_argument(
         "--allow-missing-bytecode", action="store_true",
@@ -203,18 +225,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--verify", action="store_true",
-        help="only check that the existing zip has the runtime's bytecode (before a deploy)",
+        help="only check that the existing zips have the runtime's bytecode (before a deploy)",
     )
     args = parser.parse_args(argv)
+    architectures = list(PLATFORMS) if args.architecture == "all" else [args.architecture]
+    outputs = {arch: artifact(arch) for arch in architectures}
+    if args.output and args.verify:
+        outputs = {"given": args.output}
+    elif args.output:
+        if len(architectures) > 1:
+            parser.error("--output needs one --architecture")
+        outputs = {architectures[0]: args.output}
 
     if args.verify:
-        if args.output.is_file() and has_runtime_bytecode(args.output):
-            return 0
-        args.output.unlink(missing_ok=True)  # so the next `make package` rebuilds it
-        print(f"error: {args.output.name} has no Python {RUNTIME_VERSION} bytecode (a test "
-              "build?); run `make package` with Python 3.12 installed, then deploy again",
-              file=sys.stderr)
-        return 2
+        return max(verify(path) for path in outputs.values())
 
     python = find_runtime_python()
     if python is None and not args.allow_missing_bytecode:
@@ -228,14 +252,27 @@ def main(argv: list[str] | None = None) -> int:
     if python is None:
         print(f"warning: no Python {RUNTIME_VERSION} found: the zip ships without bytecode",
               file=sys.stderr)
-    sizes = build(args.output, args.build_dir, python)
-    shown = args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output
-    print(
-        f"built {shown}: {sizes['zip'] / 1024 / 1024:.2f} MiB zipped, "
-        f"{sizes['unpacked'] / 1024 / 1024:.2f} MiB unpacked (Lambda's limit: 250 MiB); "
-        f"bytecode: {'cpython-' + RUNTIME_VERSION.replace('.', '') if python else 'none'}"
-    )
+    for arch, output in outputs.items():
+        sizes = build(output, args.build_dir / arch, python, architecture=arch)
+        shown = output.relative_to(ROOT) if output.is_relative_to(ROOT) else output
+        print(
+            f"built {shown} ({arch}): {sizes['zip'] / 1024 / 1024:.2f} MiB zipped, "
+            f"{sizes['unpacked'] / 1024 / 1024:.2f} MiB unpacked (Lambda's limit: 250 MiB); "
+            f"bytecode: {'cpython-' + RUNTIME_VERSION.replace('.', '') if python else 'none'}"
+        )
     return 0
+
+
+def verify(output: Path) -> int:
+    """0 when `output` has the runtime's bytecode; otherwise removes it (so the next
+    `make package` rebuilds it) and says why."""
+    if output.is_file() and has_runtime_bytecode(output):
+        return 0
+    output.unlink(missing_ok=True)
+    print(f"error: {output.name} has no Python {RUNTIME_VERSION} bytecode (a test build?); "
+          f"run `make package` with Python {RUNTIME_VERSION} installed, then deploy again",
+          file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

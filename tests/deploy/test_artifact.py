@@ -24,9 +24,9 @@ from deploy import package_lambda
 from tests.support.lambda_events import http_api_event, to_reply
 
 ROOT = Path(__file__).resolve().parents[2]
-RUNTIME = package_lambda.RUNTIME_VERSION  # "3.12"
-TAG = "cp" + RUNTIME.replace(".", "")  # "cp312"
-# Lambda's python3.12 runtime is Amazon Linux 2023: glibc 2.34, x86_64 (serverless.yml).
+RUNTIME = package_lambda.RUNTIME_VERSION  # "3.13"
+TAG = "cp" + RUNTIME.replace(".", "")  # "cp313"
+# Lambda's python3.13 runtime is Amazon Linux 2023: glibc 2.34, x86_64 (serverless.yml).
 MAX_GLIBC = (2, 34)
 EM_X86_64 = 62
 
@@ -35,7 +35,7 @@ BUNDLE_URL = f"/docs/assets/{docs_api.asset_version()}/swagger-ui-bundle.js"
 
 
 def build_zip() -> Path:
-    """`make package`, as a deploy runs it (without bytecode only when no 3.12 is installed).
+    """`make package`, as a deploy runs it (without bytecode only when no 3.13 is installed).
 
     make rebuilds only when a source or requirement changed, so every module may call this.
     """
@@ -71,7 +71,7 @@ def test_zip_holds_the_app_and_every_runtime_dependency(names: list[str]) -> Non
     assert {"handler.py", "serverless_wsgi.py"} <= tops
     assert "cities/db/migrations/0001_create_city.sql" in names
     assert "cities/db/certs/roots.pem" in names  # verify-full's default CA file
-    assert "psycopg2/_psycopg.cpython-312-x86_64-linux-gnu.so" in names
+    assert f"psycopg2/_psycopg.cpython-{TAG[2:]}-x86_64-linux-gnu.so" in names
 
 
 def test_zip_ships_nothing_the_runtime_does_not_need(names: list[str], lambda_zip: Path) -> None:
@@ -96,14 +96,14 @@ def test_zip_ships_nothing_the_runtime_does_not_need(names: list[str], lambda_zi
     assert lambda_zip.stat().st_size < 14 * 1024 * 1024
 
 
-def _fits_runtime(tag: str) -> bool:
+def _fits_runtime(tag: str, machine: str = "x86_64") -> bool:
     python, abi, platform = tag.split("-")
     if platform == "any":
         return abi == "none" and (python.startswith("py3") or python == TAG)
     # A stable-ABI wheel (cryptography's abi3) runs on every CPython from the one it names.
     stable = abi == "abi3" and python.startswith("cp3") and int(python[3:]) <= int(TAG[3:])
     return ((python, abi) == (TAG, TAG) or stable) and bool(
-        re.fullmatch(r"manylinux(2014|_2_\d+)_x86_64", platform)
+        re.fullmatch(rf"manylinux(2014|_2_\d+)_{machine}", platform)
     )
 
 
@@ -115,7 +115,7 @@ def test_wheels_were_chosen_for_the_runtime_python_and_platform(unpacked: Path) 
         tags = re.findall(r"^Tag: (\S+)$", wheel.read_text(), re.M)
         assert any(_fits_runtime(tag) for tag in tags), f"{wheel.parent.name}: {tags}"
         binary += [tag for tag in tags if not tag.endswith("-any")]
-    # psycopg2-binary and MarkupSafe are compiled: their wheels must be cp312 manylinux x86_64.
+    # psycopg2-binary and MarkupSafe are compiled: their wheels must be the runtime's manylinux.
     assert len(binary) >= 2 and all(_fits_runtime(tag) for tag in binary), binary
 
 
@@ -129,16 +129,22 @@ def _elf_facts(path: Path) -> tuple[int, int, set[tuple[int, int]]]:
     return elf_class, machine, glibc
 
 
-def test_compiled_extensions_match_the_runtime_abi_and_platform(unpacked: Path) -> None:
+def assert_extensions_built_for(unpacked: Path, platform: str, elf_machine: int) -> None:
+    """Every shared object is a 64-bit ELF for `elf_machine` needing at most the runtime's
+    glibc, and every extension module is tagged for the runtime's Python on `platform`."""
     shared = [p for p in unpacked.rglob("*") if p.is_file() and re.search(r"\.so(\.|$)", p.name)]
     extensions = [p for p in shared if p.name.endswith(".so") and ".cpython-" in p.name]
     assert {p.name.split(".")[0] for p in extensions} >= {"_psycopg", "_speedups"}
     for ext in extensions:
-        assert ext.name.endswith(f".cpython-{TAG[2:]}-x86_64-linux-gnu.so"), ext.name
+        assert ext.name.endswith(f".cpython-{TAG[2:]}-{platform}-linux-gnu.so"), ext.name
     for library in shared:
         elf_class, machine, glibc = _elf_facts(library)
-        assert elf_class == 2 and machine == EM_X86_64, f"{library.name}: not x86-64"
+        assert elf_class == 2 and machine == elf_machine, f"{library.name}: not {platform}"
         assert not glibc or max(glibc) <= MAX_GLIBC, f"{library.name} needs glibc {max(glibc)}"
+
+
+def test_compiled_extensions_match_the_runtime_abi_and_platform(unpacked: Path) -> None:
+    assert_extensions_built_for(unpacked, "x86_64", EM_X86_64)
 
 
 def _pyc_flags(path: Path) -> int:
@@ -238,3 +244,10 @@ def test_unpacked_zip_alone_migrates_and_serves_on_the_runtime_python(
     assert out["outside"] == [], "modules loaded from outside the zip and the stdlib"
     assert out["boto3"] is False
     print(f"import handler from the unpacked zip: {out['import_ms']:.0f} ms")
+
+
+def test_ci_builds_and_deploys_with_the_runtime_python() -> None:
+    """The workflows' Python compiles the zip's bytecode: another version would ship none."""
+    versions = {match for path in (ROOT / ".github" / "workflows").glob("*.yml")
+                for match in re.findall(r'python-version: "([\d.]+)"', path.read_text())}
+    assert versions == {RUNTIME}

@@ -25,6 +25,7 @@ from moto import mock_aws
 
 from cities.db import connection as app_db
 from cities.ops import ssm as app_ssm
+from deploy import package_lambda
 from tests.conftest import run_sql
 from tests.deploy.test_artifact import build_zip
 from tests.support.response_url import ResponseURL
@@ -188,6 +189,36 @@ def test_access_logs_are_a_per_stage_option(templates: dict, tmp_path: Path) -> 
         "$context.responseLatency", "$context.routeKey", "$context.path"}
 
 
+def _functions(template: dict) -> dict[str, dict]:
+    return {name: function["Properties"]
+            for name, function in resources(template, "AWS::Lambda::Function").items()}
+
+
+def _artifact_key(template: dict) -> str:
+    """The zip the deploy uploads: the S3 key the functions' code points at, its file name."""
+    (key,) = {props["Code"]["S3Key"] for props in _functions(template).values()}
+    return key.rsplit("/", 1)[-1]
+
+
+def test_each_stage_runs_on_the_runtime_and_architecture_its_zip_was_built_for(
+    templates: dict, tmp_path: Path
+) -> None:
+    """x86_64 by default, arm64 as a stage's choice; each ships the zip of its architecture."""
+    runtime = f"python{package_lambda.RUNTIME_VERSION}"
+    default = templates["update"]
+    assert {name: (props["Runtime"], props["Architectures"])
+            for name, props in _functions(default).items()} == {
+        "ApiLambdaFunction": (runtime, ["x86_64"]),
+        "MigrateLambdaFunction": (runtime, ["x86_64"]),
+    }
+    assert _artifact_key(default) == package_lambda.ARTIFACTS["x86_64"]
+
+    arm = package_stage(STAGE, tmp_path, "architecture=arm64")
+    assert {(props["Runtime"], *props["Architectures"])
+            for props in _functions(arm).values()} == {(runtime, "arm64")}
+    assert _artifact_key(arm) == package_lambda.ARTIFACTS["arm64"]
+
+
 def depends_on(template: dict, name: str) -> set[str]:
     """Resources `name` waits for: its DependsOn, Refs and GetAtts, transitively."""
     found: set[str] = set()
@@ -287,8 +318,9 @@ def test_deploy_creates_both_functions_as_intended(deployed: dict) -> None:
         conf = lam.get_function_configuration(FunctionName=f"{SERVICE}-{STAGE}-{short}")
         assert {key: conf[key] for key in expected} == expected
         # moto accepts any runtime string and a missing zip: compare with the intent and the zip.
-        assert conf["Runtime"] == "python3.12"
-        assert conf["Architectures"] == ["x86_64"]
+        # It reports x86_64 whatever the template says: the architecture is asserted on the
+        # template (test_each_stage_runs_on_the_runtime_and_architecture_its_zip_was_built_for).
+        assert conf["Runtime"] == f"python{package_lambda.RUNTIME_VERSION}"
         assert conf["CodeSize"] == ZIP.stat().st_size
         variables = conf["Environment"]["Variables"]
         assert variables["LOG_LEVEL"] == "INFO"
