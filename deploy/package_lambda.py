@@ -42,8 +42,11 @@ PLATFORMS = {
 ARTIFACTS = {"x86_64": "cities.zip", "arm64": "cities-arm64.zip"}
 APP_FILES = ("handler.py",)
 APP_PACKAGES = ("cities",)
-# Development-only files of the app package: never read on Lambda (schema.sql is for people).
-APP_EXCLUDE = ("cities/ops/embedded.py", "cities/db/schema.sql")
+# Development-only files of the app package: never read on Lambda (schema.sql is for people,
+# squawk.toml for the migration linter).
+APP_EXCLUDE = (
+    "cities/ops/embedded.py", "cities/db/schema.sql", "cities/db/migrations/squawk.toml",
+)
 # What a dist-info folder keeps: METADATA (so importlib.metadata.version() still works), WHEEL
 # (the platform tags the suite checks) and the licence files the wheels ship; RECORD, INSTALLER,
 # REQUESTED, entry points and the like only serve pip.
