@@ -172,9 +172,11 @@ def test_docs_page_shows_every_operation_and_writes_with_a_key(deployment, brows
 
     page.locator(".auth-wrapper button.authorize").click()
     dialog = page.locator(".modal-ux")
-    dialog.locator("input").fill(deployment.api_key)
-    dialog.locator("button.authorize").click()
-    dialog.locator("button.btn-done").click()
+    # One form per scheme: the API key's (`bearer`) beside the token's (`oidcToken`).
+    api_key = dialog.locator("form").filter(has_text="bearer (http, Bearer)")
+    api_key.locator("input").fill(deployment.api_key)
+    api_key.locator("button.authorize").click()
+    api_key.locator("button.btn-done").click()
 
     create.locator("button.btn-clear").click()
     create.locator("button.execute").click()
