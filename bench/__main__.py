@@ -35,6 +35,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import callgrind
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -175,15 +177,7 @@ def import_instructions(module: str, workdir: str) -> int | None:
         return None
 
     def collected(code: str) -> int:
-        out = subprocess.run(
-            [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null",
-             sys.executable, "-c", code],
-            capture_output=True, text=True, cwd=workdir, env=_cold_env(), check=True,
-        )  # fmt: skip
-        match = re.search(r"Collected\s*:\s*(\d+)", out.stderr)
-        if match is None:
-            raise RuntimeError(f"callgrind printed no count: {out.stderr[-300:]}")
-        return int(match[1])
+        return callgrind.collected(valgrind, [sys.executable, "-c", code], workdir, _cold_env())
 
     return collected(f"import {module}") - collected("pass")
 

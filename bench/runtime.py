@@ -18,6 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from bench import callgrind
 from deploy import package_lambda
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,12 +47,8 @@ def _instructions(python: str, task: Path) -> int | None:
         return None
 
     def collected(code: str) -> int:
-        out = subprocess.run(
-            [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null",
-             python, "-B", "-I", "-S", "-c", code],
-            capture_output=True, text=True, cwd=task, env=_env(), check=True,
-        )  # fmt: skip
-        return int(out.stderr.split("Collected :")[1].split()[0])
+        return callgrind.collected(
+            valgrind, [python, "-B", "-I", "-S", "-c", code], task, _env())
 
     return collected(_IMPORT.format(d=str(task))) - collected("pass")
 

@@ -15,12 +15,12 @@ measured process.
 from __future__ import annotations
 
 import json
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from bench import callgrind
 
 ROOT = Path(__file__).resolve().parent.parent
 CONNECTS = 10
@@ -34,15 +34,8 @@ def worker(url: str, count: int) -> None:
 
 
 def instructions(url: str, count: int, valgrind: str) -> int:
-    out = subprocess.run(
-        [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-         "-m", "bench.tls_connect", "worker", url, str(count)],
-        capture_output=True, text=True, cwd=ROOT, check=True,
-    )
-    match = re.search(r"Collected\s*:\s*(\d+)", out.stderr)
-    if match is None:
-        raise RuntimeError(f"callgrind printed no count: {out.stderr[-300:]}")
-    return int(match[1])
+    return callgrind.collected(
+        valgrind, [sys.executable, "-m", "bench.tls_connect", "worker", url, str(count)], ROOT)
 
 
 def per_connect(url: str, valgrind: str) -> int:
