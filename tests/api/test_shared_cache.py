@@ -28,10 +28,9 @@ import psycopg2
 import pytest
 
 from cities import create_app
-from cities.db.migrate import migrate
 from tests.conftest import local_server
 from tests.support.lambda_events import Reply
-from tests.support.pg_cluster import Cluster, free_port
+from tests.support.pg_cluster import Cluster, free_port, migrated_cluster
 from tests.support.pgbouncer import SEARCH_PATH
 
 VARNISHD = shutil.which("varnishd") or shutil.which("varnishd", path=SEARCH_PATH)
@@ -123,12 +122,8 @@ class Through:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A migrated cluster of the module's own: the /health test stops it."""
-    cluster = Cluster(tmp_path_factory.mktemp("cache-pg"))
-    cluster.start()
-    migrate(cluster.url())
-    yield cluster
-    with contextlib.suppress(RuntimeError):  # already stopped by a failing test
-        cluster.stop("immediate")
+    with migrated_cluster(tmp_path_factory.mktemp("cache-pg")) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="module")

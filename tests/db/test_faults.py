@@ -18,19 +18,15 @@ from cities.db import connection as db
 from cities.db import store
 from cities.db.migrate import migrate
 from tests.conftest import open_connections
-from tests.support.pg_cluster import Cluster, ssl_capable_bindir
+from tests.support.pg_cluster import Cluster, migrated_cluster, ssl_capable_bindir
 from tests.support.pgbouncer import PgBouncer, pgbouncer_binary
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """A migrated cluster this module may stop and start at will."""
-    cluster = Cluster(tmp_path_factory.mktemp("faults"))
-    cluster.start()
-    migrate(cluster.url())
-    yield cluster
-    with contextlib.suppress(RuntimeError):  # already stopped by a failing test
-        cluster.stop("immediate")
+    with migrated_cluster(tmp_path_factory.mktemp("faults")) as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -10,11 +10,13 @@ PostgreSQL refuses to run as root; as root, the cluster runs as the wheel's syst
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import stat
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -138,3 +140,18 @@ class Cluster:
         query = "?" + "&".join(f"{k}={v}" for k, v in params.items()) if params else ""
         return f"postgresql://{auth}@127.0.0.1:{self.port}/{dbname}{query}"
 
+
+
+@contextlib.contextmanager
+def migrated_cluster(root: Path) -> Iterator[Cluster]:
+    """A cluster of a test module's own, migrated, that its tests may stop; gone afterwards."""
+    from cities.db.migrate import migrate
+
+    cluster = Cluster(root)
+    cluster.start()
+    migrate(cluster.url())
+    try:
+        yield cluster
+    finally:
+        with contextlib.suppress(RuntimeError):  # already stopped by a failing test
+            cluster.stop("immediate")
