@@ -34,7 +34,8 @@ REGION = Resource(
         Field("iso_code", iso_code, ISO_CODE_SCHEMA),
         Field("population", count, COUNT_SCHEMA, required=False, nullable=True),
     ),
-    sorts=(Sort("name", "lower({})"), Sort("iso_code")),
+    # population is nullable: its sort says where NULLs go (-population: first, the reverse).
+    sorts=(Sort("name", "lower({})"), Sort("iso_code"), Sort("population", nulls="last")),
     uniques=(
         Unique("region_name_key", "A region with this name already exists.",
                (("name", "is already taken"),),
