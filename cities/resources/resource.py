@@ -85,10 +85,12 @@ class Filter:
 
 class Range(Filter):
     """A list filter bounding a sorted field: `min_population=N` is `population >= N`, written
-    on the field's sort expression (`bound` ">=" or "<="), so that under any sort an index the
-    sorts already require serves it. Derived by the shared SQL (store.list_page), no hook.
-    (On another expression than the sort's, PostgreSQL cannot start its walk of that index at
-    the bound: a high bound under its own sort read ~1,700 times the buffers, issue 25.)"""
+    on the field's sort expression (`bound` ">=" or "<="). Derived by the shared SQL
+    (store.list_page), no hook. Under its field's sort the sort's index starts its walk at the
+    bound (on another expression than the sort's it cannot: a high bound read ~1,700 times the
+    buffers, issue 25). Under any other sort, the index that sort walks carries the range's
+    column after its own (`required_indexes`), so the bound is checked in the index: a high bound
+    under sort=name read 9,069 buffers at 200,000 rows without it, 195 with it."""
 
     __slots__ = ("bound", "field")
 
@@ -277,11 +279,14 @@ class Resource:
         """The leading columns of every b-tree index a query relies on, as PostgreSQL prints
         them: one per sort, one per sort behind each order prefix of the list_filter hook, one
         per reference (without it, each delete of a target row reads the whole referencing
-        table)."""
+        table), and one per range filter under each other sort: that sort's index with the
+        range's column after it, so the bound is checked in the index and a row the bound
+        excludes costs no heap read (tests/db/test_list_plans.py measures it)."""
         wanted = []
         for prefix in ((), *self.order_prefixes):
             for sort in self.sorts:
                 columns = (*prefix, *self.sort_keys[sort.field].index_columns)
                 wanted.append(columns)
+                wanted.extend((*columns, on.column) for _, on in self.ranges if on is not sort)
         wanted.extend((reference.field,) for reference in self.references)
         return list(dict.fromkeys(wanted))

@@ -371,6 +371,12 @@ def test_an_index_with_nulls_elsewhere_than_declared_is_caught(sql):
             "ON region (population NULLS FIRST, id)")
 
 
+def test_a_range_filter_requires_each_other_sorts_index_with_its_column():
+    assert DISTRICT.required_indexes() == [
+        ("id",), ("id", "population"), ("lower(name)", "id"), ("lower(name)", "id", "population"),
+        ("population", "id"), ("region_id",)]
+
+
 def test_every_declared_unique_constraint_exists(case, sql):
     unique = {
         name for name, definition in sql(
