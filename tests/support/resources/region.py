@@ -1,4 +1,4 @@
-"""`region`: a second resource, declared as the README's "Adding a resource" says, to prove
+"""`region`: a second resource, declared as docs/extending.md, "Adding a resource", says, to prove
 that CRUD, paging, sorting, idempotent creates, conflicts and OpenAPI come from shared code.
 
 Only the tests serve it (conftest.py applies its migration and builds an app with it).
