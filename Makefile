@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint migrate schema fuzz audit clean package sls-package cfn-lint deploy \
+.PHONY: help run test lint migrate schema settings-docs fuzz audit clean package sls-package cfn-lint deploy \
 	migrate-deployed remove offline bench lambda-rie
 
 # Each target with a `##` comment is listed by `make help`.
@@ -45,6 +45,10 @@ migrate: $(RUN_STAMP)  ## apply pending migrations (DATABASE_URL or the embedded
 # cities/db/schema.sql: the schema the migrations build, for reading (tests/db/test_schema.py).
 schema: $(STAMP)  ## rewrite cities/db/schema.sql from the migrations (after adding one)
 	$(PY) -m tests.support.schema
+
+# .env.example and docs/configuration.md's table, from cities/ops/config.py SETTINGS.
+settings-docs: $(RUN_STAMP)  ## rewrite .env.example and the settings table (after adding a setting)
+	$(PY) -m cities.ops.settings_docs --write
 
 lint: $(STAMP)  ## ruff over the checkout
 	$(PY) -m ruff check .

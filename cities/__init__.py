@@ -59,7 +59,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if "RESOURCES" not in app.config:
         from cities.resources.city import CITY
 
-        # The declared resources this API serves (README: Adding a resource).
+        # The declared resources this API serves (docs/extending.md: Adding a resource).
         app.config["RESOURCES"] = (CITY,)
     for resource in app.config["RESOURCES"]:
         app.register_blueprint(resource_api.blueprint(resource))

@@ -43,9 +43,10 @@ ARTIFACTS = {"x86_64": "cities.zip", "arm64": "cities-arm64.zip"}
 APP_FILES = ("handler.py",)
 APP_PACKAGES = ("cities",)
 # Development-only files of the app package: never read on Lambda (schema.sql is for people,
-# squawk.toml for the migration linter).
+# squawk.toml for the migration linter, settings_docs.py writes .env.example and the docs).
 APP_EXCLUDE = (
     "cities/ops/embedded.py", "cities/db/schema.sql", "cities/db/migrations/squawk.toml",
+    "cities/ops/settings_docs.py",
 )
 # What a dist-info folder keeps: METADATA (so importlib.metadata.version() still works), WHEEL
 # (the platform tags the suite checks) and the licence files the wheels ship; RECORD, INSTALLER,

@@ -20,7 +20,7 @@ from psycopg2.extensions import connection
 
 from cities.http.errors import Conflict, ValidationFailed
 from cities.http.listing import ListQuery
-from cities.resources.resource import Resource
+from cities.resources.resource import Order, Resource
 from cities.resources.validation import detail
 
 # Each write moves `updated_at` forward, even within one transaction or clock tick.
@@ -90,6 +90,27 @@ def get(conn: connection, resource: Resource, item_id: int) -> dict[str, Any] | 
         return as_json(resource, cur.fetchone())
 
 
+def _after(order: Order, after: tuple[Any, ...]) -> list[tuple[list[str], list[Any]]]:
+    """The conditions of the rows that follow a cursor's key, as one or two ranges of the sort's
+    index (each a condition list and its parameters), whose union is the rest of the walk.
+
+    A row comparison leaves NULLs out (NULL compares as unknown), so a nullable sort's walk
+    past a value also reads its NULLs when they come after the values, and past a NULL (the
+    key's value None) reads the NULLs with a further id, then the values if they come after.
+    Each range is an index scan that starts at its bound; an OR of them would not be one."""
+    comparison = "<" if order.descending else ">"
+    row = [f"({', '.join(order.columns)}) {comparison} ({order.placeholders})"], list(after)
+    if order.nulls is None:
+        return [row]
+    column, id_column = order.columns
+    value, last_id = after
+    nulls_first = (order.nulls == "first") != order.descending  # in this walk's direction
+    if value is None:
+        nulls = [f"{column} IS NULL", f"{id_column} {comparison} %s"], [last_id]
+        return [nulls, ([f"{column} IS NOT NULL"], [])] if nulls_first else [nulls]
+    return [row] if nulls_first else [row, ([f"{column} IS NULL"], [])]
+
+
 def list_page(
     conn: connection, resource: Resource, query: ListQuery, limit: int
 ) -> list[dict[str, Any]]:
@@ -99,24 +120,26 @@ def list_page(
         if spec.name in query.filters:
             conditions = [*conditions, f"{on.column} {spec.bound} {on.placeholder}"]
             params = [*params, query.filters[spec.name]]
-    sort = resource.sort_keys[query.sort]
-    key, descending = sort.columns, sort.descending
-    order = (*prefix, *key)
-    if query.after is not None:
-        # The page starts right after the cursor's row key. Behind a prefix (say, city's state)
-        # this stays on the sort key alone: after the = on the prefix, the index can start at a
-        # bound on its next columns, but not at a row comparison that repeats the prefix.
-        comparison = f"({', '.join(key)}) {'<' if descending else '>'} ({sort.placeholders})"
-        conditions = [*conditions, comparison]
-        params = [*params, *query.after]
-    order_by = ", ".join(f"{column} DESC" if descending else column for column in order)
-    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    order = resource.sort_keys[query.sort]
+    order_by = order.order_by(prefix)
+    # The page starts right after the cursor's row key. Behind a prefix (say, city's state) this
+    # stays on the sort key alone: after the = on the prefix, the index can start at a bound on
+    # its next columns, but not at a row comparison that repeats the prefix.
+    ranges = [([], [])] if query.after is None else _after(order, query.after)
+    parts, args = [], []
+    for more, values in ranges:
+        where = " AND ".join([*conditions, *more])
+        parts.append(f"SELECT {resource.columns} FROM {resource.table}"
+                     f"{f' WHERE {where}' if where else ''} ORDER BY {order_by} LIMIT %s")
+        args += [*params, *values, limit]
+    statement = parts[0]
+    if len(parts) > 1:  # each range its own index scan, merged in the same order
+        union = " UNION ALL ".join(f"({part})" for part in parts)
+        statement = (f"SELECT {resource.columns} FROM ({union}) AS page "
+                     f"ORDER BY {order_by} LIMIT %s")
+        args.append(limit)
     with conn.cursor() as cur:
-        cur.execute(
-            f"SELECT {resource.columns} FROM {resource.table} {where} "
-            f"ORDER BY {order_by} LIMIT %s",
-            [*params, limit],
-        )
+        cur.execute(statement, args)
         return [as_json(resource, row) for row in cur.fetchall()]
 
 

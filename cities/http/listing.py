@@ -58,7 +58,8 @@ class ListQuery(NamedTuple):
     sort: str = "id"
     # The resource's filters that were given, by name (never mutated).
     filters: dict[str, Any] = _NO_FILTERS
-    # The sort key of the previous page's last row: (id,), or (value, id) for a field's sort.
+    # The sort key of the previous page's last row: (id,), or (value, id) for a field's sort
+    # (value None: a NULL of a nullable field's sort).
     after: tuple[Any, ...] | None = None
 
 
@@ -141,7 +142,9 @@ def _valid_key(resource: Resource, sort: str, key: Any) -> bool:
     if not (isinstance(key, list) and len(key) == len(fields)):
         return False
     return all(
-        _valid_value(_ID_SCHEMA if name == ID else resource.field[name].schema, value)
+        _valid_value(_ID_SCHEMA, value) if name == ID
+        else (value is None and resource.field[name].nullable)
+        or _valid_value(resource.field[name].schema, value)
         for name, value in zip(fields, key, strict=True)
     )
 

@@ -222,6 +222,8 @@ class Setting(NamedTuple):
 
     `refuses` says which requests answer 503 while the value is out of range; None means the
     default is used instead (with a warning), which is only right when the default is safe.
+    `example`: a value to show in .env.example (never a real secret). docs/configuration.md's
+    table and .env.example are generated from this table (`make settings-docs`).
     """
 
     name: str
@@ -230,6 +232,7 @@ class Setting(NamedTuple):
     doc: str
     refuses: str | None = None
     secret: bool = False
+    example: str | None = None
 
 
 # An API Gateway base path mapping: path segments without leading or trailing slash (`v1`,
@@ -259,17 +262,24 @@ def _ssm_name(setting: str) -> Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("DATABASE_URL", DatabaseUrl(), None,
-            "PostgreSQL URL for the API (in production Neon's -pooler endpoint)",
-            refuses=_DB_REQUESTS, secret=True),
+            "PostgreSQL URL for the API: required on Lambda, in production Neon's -pooler "
+            "endpoint; unset locally, the embedded database",
+            refuses=_DB_REQUESTS, secret=True,
+            example="postgresql://app:secret@ep-example-123-pooler.eu-central-1.aws.neon.tech/"
+                    "cities?sslmode=verify-full&channel_binding=require"),
     Setting("MIGRATIONS_DATABASE_URL", DatabaseUrl(), None,
-            "URL for migrations: the direct (non -pooler) endpoint (unset: DATABASE_URL)",
-            refuses="migrations fail", secret=True),
+            "URL for migrations: the direct (non -pooler) endpoint (unset: DATABASE_URL, with a "
+            "warning when that is a -pooler host)",
+            refuses="migrations fail", secret=True,
+            example="postgresql://owner:secret@ep-example-123.eu-central-1.aws.neon.tech/"
+                    "cities?sslmode=verify-full&channel_binding=require"),
     Setting("API_KEYS", KeyList(), (), "comma-separated bearer keys that protect writes, each "
-            "`name:key` (the name is logged) or a bare key (logged as `key-<n>`)",
-            refuses="every write (POST, PUT, PATCH, DELETE) answers 503", secret=True),
+            "`name:key` (the name is logged) or a bare key (logged as `key-<n>`); several allow "
+            "rotation", refuses="every write (POST, PUT, PATCH, DELETE) answers 503", secret=True,
+            example="alice:key1,ci:key2"),
     Setting("JWT_ISSUER", Pattern(OIDC_URL, "an https URL (the `iss` of the tokens)"), None,
             "OIDC issuer whose bearer JWTs may write beside API keys (needs JWT_AUDIENCE)",
-            refuses=_OIDC_WRITES),
+            refuses=_OIDC_WRITES, example="https://auth.example.com/"),
     Setting("JWT_AUDIENCE", Pattern(r"[!-~]{1,256}", "the `aud` tokens must name, no spaces"),
             None, "audience the tokens must be issued for (this API's identifier)",
             refuses=_OIDC_WRITES),
@@ -282,7 +292,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DB_CONNECT_TIMEOUT", Number("seconds", 1, MAX_CONNECT_BUDGET, whole=True),
             DEFAULT_CONNECT_TIMEOUT, "seconds one connection attempt may take (libpq)"),
     Setting("DB_CONNECT_BUDGET", Number("seconds", 0, MAX_CONNECT_BUDGET, above_low=True),
-            DEFAULT_CONNECT_BUDGET, "seconds all connection attempts of a request may take"),
+            DEFAULT_CONNECT_BUDGET, "seconds all connection attempts of a request may take, "
+            "retries of transient failures (a compute waking up) included"),
     Setting("DB_STATEMENT_TIMEOUT_MS",
             Number("milliseconds", 1, MAX_STATEMENT_TIMEOUT_MS, whole=True),
             DEFAULT_STATEMENT_TIMEOUT_MS, "milliseconds a statement may run before it is "
@@ -295,18 +306,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REQUIRE_IF_MATCH", Flag(), False,
             "opt-in: PUT, PATCH and DELETE need If-Match (428 without), so no update is lost",
             refuses="PUT, PATCH and DELETE answer 503"),
-    Setting("LOG_LEVEL", LogLevel(), DEFAULT_LOG_LEVEL, "level of the `cities` logger"),
+    Setting("LOG_LEVEL", LogLevel(), DEFAULT_LOG_LEVEL,
+            "level of the `cities` logger (WARN and FATAL name WARNING and CRITICAL)"),
     Setting("METRICS", Flag(), False,
-            "print one CloudWatch EMF metrics record per request to stdout (on in serverless.yml)"),
+            "print one CloudWatch EMF metrics record per request to stdout (on in serverless.yml;"
+            " namespace `cities`, dimension `FunctionName`, docs/deploy.md)"),
     Setting("PUBLIC_HOSTS", Hosts(), (),
             "hosts that Location and Link URLs may name when the Host header says so (others "
-            "give relative URLs, also the default when an entry is not a host)"),
+            "give relative URLs, also the default when an entry is not a host)",
+            example="api.example.com,localhost:8080"),
     *(_ssm_name(setting) for setting in SSM_SETTINGS),
     Setting("API_GATEWAY_BASE_PATH",
             Pattern(_BASE_PATH, "path segments such as v1 or v1/beta, without slashes around "
                     "them", exact=True),
             None, "base path of a custom-domain mapping, kept in generated URLs (read by "
-            "serverless-wsgi)",
+            "serverless-wsgi)", example="v1",
             refuses="requests through Lambda answer 503 (their paths cannot be read)"),
     Setting("STRIP_STAGE_PATH", Flag(on=("yes", "y", "true", "t", "1"),
                                      off=("no", "n", "false", "f", "0", "off")),

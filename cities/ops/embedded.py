@@ -92,7 +92,7 @@ def moved_message(data_dir: Path, moved: Path, major: str) -> str:
         f"note: {data_dir} holds data of another PostgreSQL major version "
         f"({found}) that PostgreSQL {major} cannot open. It was moved, "
         f"untouched, to {moved}, and a new empty database is created. To copy its rows over, "
-        "see the README's 'Local data from PostgreSQL 16'; if you do not need them: "
+        "see docs/development.md, 'Local data from PostgreSQL 16'; if you do not need them: "
         f"rm -r {moved}"
     )
 

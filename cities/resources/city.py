@@ -1,5 +1,6 @@
 """The `city` resource, declared: `/cities` and `/cities/{id}`, their checks, SQL and OpenAPI
-come from this declaration through the shared resource code (README: Adding a resource)."""
+come from this declaration through the shared resource code (docs/extending.md, Adding a
+resource)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ creates, updates and deletes a city through "Try it out" with a bearer key from 
 dialog. Every request the browser makes is recorded: none may leave 127.0.0.1, and the page's CSP
 must block nothing.
 
-Set DOCS_SCREENSHOT=docs/docs-page.png to refresh the README's screenshot from this test.
+Set DOCS_SCREENSHOT=docs/docs-page.png to refresh the screenshot in docs/api.md from this test.
 """
 
 from __future__ import annotations

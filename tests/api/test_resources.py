@@ -16,6 +16,7 @@ from cities.resources.city import CITY
 from cities.resources.resource import Resource
 from tests.conftest import served_operations
 from tests.support.lambda_events import HTTP_API_HOST
+from tests.support.resources.district import DISTRICT
 from tests.support.resources.region import REGION
 
 
@@ -193,6 +194,8 @@ def many(client, case: Case, count: int) -> list[dict]:
         body[case.resource.fields[0].name] = f"{'zyxwvutsrq'[n % 10]} item {n:02d}"
         if "iso_code" in body:
             body["iso_code"] = "AB"[n % 2] + "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[n]
+        if "population" in case.resource.field:  # NULLs and ties among values, ids across them
+            body["population"] = (None, 7, 3)[n % 3]
         bodies.append(created(client, case, body))
     return bodies
 
@@ -201,9 +204,15 @@ def many(client, case: Case, count: int) -> list[dict]:
 def test_walking_each_declared_sort_visits_every_item_once_in_order(client, case, direction):
     items = many(client, case, 11)
     for sort in case.resource.sorts:
-        name = sort.field
-        want = sorted(items, key=lambda i: (
-            i[name].lower() if isinstance(i[name], str) else i[name], i["id"]))
+        name, null_rank = sort.field, 1 if sort.nulls == "last" else -1
+
+        def key(item: dict, name: str = name, null_rank: int = null_rank) -> tuple:
+            value = item[name]
+            if value is None:
+                return (null_rank, 0, item["id"])
+            return (0, value.lower() if isinstance(value, str) else value, item["id"])
+
+        want = sorted(items, key=key)
         if direction:
             want.reverse()
         seen, url = [], f"{case.path}?limit=3&sort={direction}{name}"
@@ -226,7 +235,7 @@ def test_a_cursor_is_valid_only_for_the_collection_that_issued_it(client, sql):
 
 
 def test_a_parameter_the_resource_does_not_declare_is_422(client):
-    reply = client.get("/regions", query={"state": "Texas", "sort": "population"})
+    reply = client.get("/regions", query={"state": "Texas", "sort": "area"})
     assert reply.status == 422
     assert sorted(reply.detail_fields) == ["sort", "state"]
 
@@ -292,7 +301,8 @@ def test_responses_match_the_resources_documented_schemas(client, case):
 
 
 def missing_indexes(sql, resource: Resource) -> list[str]:
-    """The list orders of `resource` that no b-tree index of its table leads with."""
+    """The list orders of `resource` that no b-tree index of its table leads with, compared with
+    the indexes' columns exactly as PostgreSQL prints them back (pg_get_indexdef)."""
     rows = sql("SELECT indexdef FROM pg_indexes WHERE tablename = %s", (resource.table,))
     have = [re.search(r"USING btree \((.*)\)$", d)[1] for (d,) in rows if "USING btree" in d]
     missing = []
@@ -303,8 +313,29 @@ def missing_indexes(sql, resource: Resource) -> list[str]:
     return missing
 
 
-def test_every_list_order_has_its_index(case, sql):
-    assert missing_indexes(sql, case.resource) == [], "add these indexes in a migration"
+def index_advice(missing: list[str]) -> str:
+    """What the drift test's failure says: which indexes to write, and why in that very form."""
+    statements = "\n".join(f"  CREATE INDEX ... ON {index};" for index in missing)
+    return (
+        "add these indexes in a migration (cities/db/migrations/NNNN_*.sql):\n"
+        f"{statements}\n"
+        "The check compares each index's columns as PostgreSQL prints them back (pg_get_indexdef,"
+        " the form cities/db/schema.sql shows), since that is the one spelling two equal indexes"
+        " share: write them so they print exactly like this (`population ASC NULLS LAST` prints"
+        " as `population`; `lower(name)` stays `lower(name)`). An index with more columns after"
+        " these serves too. One in another order or direction (say `population DESC NULLS"
+        " LAST, id DESC`) can serve some walks but not this declaration's: each sort and its `-`"
+        " twin walk one index forwards and backwards, NULLs where the Sort declares them."
+    )
+
+
+DECLARED = [CITY, REGION, DISTRICT]
+
+
+@pytest.mark.parametrize("resource", DECLARED, ids=lambda resource: resource.plural)
+def test_every_list_order_has_its_index(resource, sql):
+    missing = missing_indexes(sql, resource)
+    assert missing == [], index_advice(missing)
 
 
 def test_a_sort_declared_without_its_index_is_caught(sql):
@@ -317,6 +348,33 @@ def test_a_sort_declared_without_its_index_is_caught(sql):
                        sorts=(Sort("state"),), order_prefixes=CITY.order_prefixes)
     assert missing_indexes(sql, drifted) == [
         "city (state, id)", "city (lower(state), state, id)"]
+
+
+def test_an_index_with_nulls_elsewhere_than_declared_is_caught(sql):
+    """region has (population, id) and (population NULLS FIRST, id); an index written in
+    another direction would be missed in the same way, and the message says what to write."""
+    from cities.resources.resource import Sort
+
+    for nulls, printed in (("last", "population, id"), ("first", "population NULLS FIRST, id")):
+        declared = Resource(singular="region", plural="regions", fields=REGION.fields,
+                            sorts=(Sort("population", nulls=nulls),))
+        assert f"region ({printed})" not in missing_indexes(sql, declared)
+    sql("DROP INDEX region_population_nulls_first_order")
+    try:
+        declared = Resource(singular="region", plural="regions", fields=REGION.fields,
+                            sorts=(Sort("population", nulls="first"),))
+        missing = missing_indexes(sql, declared)
+        assert missing == ["region (population NULLS FIRST, id)"]
+        assert "CREATE INDEX ... ON region (population NULLS FIRST, id);" in index_advice(missing)
+    finally:
+        sql("CREATE INDEX region_population_nulls_first_order "
+            "ON region (population NULLS FIRST, id)")
+
+
+def test_a_range_filter_requires_each_other_sorts_index_with_its_column():
+    assert DISTRICT.required_indexes() == [
+        ("id",), ("id", "population"), ("lower(name)", "id"), ("lower(name)", "id", "population"),
+        ("population", "id"), ("region_id",)]
 
 
 def test_every_declared_unique_constraint_exists(case, sql):
@@ -343,12 +401,17 @@ def test_a_count_written_with_a_zero_fraction_is_that_integer(client):
     assert (reply.status, reply.json["population"]) == (201, 2000)
 
 
-def test_a_sort_on_a_nullable_field_is_refused_at_declaration():
+def test_a_sort_on_a_nullable_field_declares_where_its_nulls_go():
     from cities.resources.resource import Sort
 
     with pytest.raises(ValueError, match="population"):
         Resource(singular="region", plural="regions", fields=REGION.fields,
-                 sorts=(Sort("population"),))  # keyset paging cannot step over NULLs
+                 sorts=(Sort("population"),))  # keyset paging must know where NULLs are
+    with pytest.raises(ValueError, match="name"):
+        Resource(singular="region", plural="regions", fields=REGION.fields,
+                 sorts=(Sort("name", nulls="last"),))  # a non-null field has none
+    with pytest.raises(ValueError, match="first"):
+        Sort("population", nulls="never")
 
 
 def test_a_violated_unique_index_not_declared_is_a_generic_409(client_for):

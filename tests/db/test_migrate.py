@@ -49,7 +49,7 @@ def test_fresh_database_gets_every_migration(empty_database_url):
         ("id", "bigint"), ("name", "text"), ("state", "text"),
         ("created_at", "timestamp with time zone"), ("updated_at", "timestamp with time zone"),
         ("name_lower", "text"),
-    } <= set(columns)  # a field added later (README: Adding a field) only adds a column
+    } <= set(columns)  # a field added later (docs/extending.md: Adding a field) only adds a column
 
 
 def test_running_again_applies_nothing(empty_database_url):

@@ -1,9 +1,10 @@
-"""The README's shell blocks run as written, twice in a row, against `python -m cities serve` on
-the embedded database, so none drifts from the API again.
+"""The shell blocks of the README and of every guide in docs/ run as written, twice in a row,
+against `python -m cities serve` on the embedded database, so none drifts from the API again.
 
-A block that is not meant to run here (installing things, starting the server itself) says so
-on the line before it: `<!-- readme-test: not run (why) -->`, invisible on GitHub. Such a block
-must not talk to the API: that would be a drifting example hidden from this test.
+A block that is not meant to run here (installing things, starting the server itself, calling
+AWS) says so on the line before it: `<!-- readme-test: not run (why) -->`, invisible on GitHub.
+Such a block must not talk to the local API: that would be a drifting example hidden from this
+test. (A deployed API's blocks, in docs/deploy.md, call `$URL` on AWS.)
 """
 
 from __future__ import annotations
@@ -28,20 +29,25 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("curl") is None, reason="the README's blocks use curl"),
 ]
 
-BLOCK = re.compile(r"(?:<!-- readme-test: not run \((?P<why>[^)]+)\) -->\n)?"
+BLOCK = re.compile(r"(?:<!-- readme-test: not run \((?P<why>[^)]+)\) -->\n[ ]*)?"
                    r"```sh\n(?P<body>.*?)```", re.DOTALL)
-THE_API = re.compile(r"localhost:5000|\bcurl\b")
+# A block that talks to the local API: it names it in a variable, or curls it.
+LOCAL = r"(localhost|127\.0\.0\.1):5000"
+THE_API = re.compile(rf"={LOCAL}|\bcurl\b[^\n]*\b{LOCAL}")
 OK = {200, 201, 304}
+# The README and the guides: wherever a curl session moves, its blocks are run.
+DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 
 def readme_blocks() -> tuple[list[str], list[tuple[str, str]]]:
-    """(blocks to run, (reason, block) of those marked not run)."""
+    """(blocks to run, (reason, block) of those marked not run), over every document."""
     run, not_run = [], []
-    for match in BLOCK.finditer((REPO / "README.md").read_text()):
-        if match["why"]:
-            not_run.append((match["why"], match["body"]))
-        else:
-            run.append(match["body"])
+    for document in DOCUMENTS:
+        for match in BLOCK.finditer(document.read_text()):
+            if match["why"]:
+                not_run.append((match["why"], match["body"]))
+            else:
+                run.append(match["body"])
     return run, not_run
 
 
@@ -50,6 +56,12 @@ def test_blocks_marked_not_run_never_talk_to_the_api():
     assert len(run) >= 2 and not_run
     for why, body in not_run:
         assert not THE_API.search(body), f"marked not run ({why}) but talks to the API:\n{body}"
+
+
+def test_the_blocks_to_run_are_the_local_apis_and_the_etag_session_among_them():
+    run, _ = readme_blocks()
+    assert all(THE_API.search(body) for body in run)
+    assert any("If-Match" in body for body in run)  # docs/api.md's, moved out of the README
 
 
 def test_every_readme_block_runs_twice_and_every_request_succeeds(tmp_path, data):  # noqa: F811

@@ -2,8 +2,8 @@
 
 During a deploy the migrations commit first and the previous code serves until the new code is
 live (and again after a rollback), so every migration must be one that code survives: expand,
-then contract (README: Adding a field). The gate finds that previous release in git history,
-exports its `cities/` package into a scratch directory, and drives it (tests/support/
+then contract (docs/extending.md: Adding a field). The gate finds that previous release in git
+history, exports its `cities/` package into a scratch directory, and drives it (tests/support/
 old_code_smoke.py, in a subprocess with that package on PYTHONPATH) against a database migrated
 by this checkout's migrations.
 

@@ -201,7 +201,7 @@ def test_the_longest_times_in_range_fit_in_the_api_function():
 
 
 def test_every_setting_is_documented():
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "configuration.md").read_text()
     example = (REPO / ".env.example").read_text()
     for name in config.BY_NAME:
         assert f"`{name}`" in readme, name

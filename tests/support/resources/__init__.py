@@ -1,1 +1,1 @@
-"""Resources declared only for the tests, the way the README's "Adding a resource" says."""
+"""Resources declared only for the tests, the way docs/extending.md, "Adding a resource", says."""

@@ -15,6 +15,11 @@ CREATE UNIQUE INDEX region_iso_code_key ON region (iso_code);
 
 CREATE INDEX region_name_order ON region (lower(name), id);
 CREATE INDEX region_iso_code_order ON region (iso_code, id);
+-- Sort("population", nulls="last"): ascending order puts NULLs last, so PostgreSQL prints this
+-- index back as (population, id); nulls="first" would be (population NULLS FIRST, id), which
+-- tests/db/test_null_ordering.py declares and walks too.
+CREATE INDEX region_population_order ON region (population, id);
+CREATE INDEX region_population_nulls_first_order ON region (population NULLS FIRST, id);
 
 -- district: a resource referring to region (a declared Reference, tests/support/resources/
 -- district.py): the foreign key named as PostgreSQL names it, and the index it needs.
@@ -29,5 +34,8 @@ CREATE TABLE district (
 );
 
 CREATE INDEX district_region_id ON district (region_id);
-CREATE INDEX district_name_order ON district (lower(name), id);
 CREATE INDEX district_population_order ON district (population, id);
+-- The range filter min_population under the other sorts: each sort's index with population
+-- after it, so the bound is checked in the index (this one also serves sort=name alone).
+CREATE INDEX district_name_order ON district (lower(name), id, population);
+CREATE INDEX district_id_population ON district (id, population);

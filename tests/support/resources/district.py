@@ -1,7 +1,8 @@
-"""`district`: a resource referring to another (`region_id` -> region), declared as the README's
-"Relations" says, to prove that the 422 of an unknown region, the 409 of deleting a region still
-referenced, their OpenAPI entries and the foreign key's index come from the declaration; and
-a declared range filter (`min_population`), whose plans tests/db/test_list_plans.py reads.
+"""`district`: a resource referring to another (`region_id` -> region), declared as
+docs/extending.md, "Relations", says, to prove that the 422 of an unknown region, the 409 of
+deleting a region still referenced, their OpenAPI entries and the foreign key's index come from
+the declaration; and a declared range filter (`min_population`), whose plans
+tests/db/test_list_plans.py reads.
 
 Only the tests serve it (conftest.py creates its table and builds an app with it).
 """

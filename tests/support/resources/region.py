@@ -1,4 +1,4 @@
-"""`region`: a second resource, declared as the README's "Adding a resource" says, to prove
+"""`region`: a second resource, declared as docs/extending.md, "Adding a resource", says, to prove
 that CRUD, paging, sorting, idempotent creates, conflicts and OpenAPI come from shared code.
 
 Only the tests serve it (conftest.py applies its migration and builds an app with it).
@@ -34,7 +34,8 @@ REGION = Resource(
         Field("iso_code", iso_code, ISO_CODE_SCHEMA),
         Field("population", count, COUNT_SCHEMA, required=False, nullable=True),
     ),
-    sorts=(Sort("name", "lower({})"), Sort("iso_code")),
+    # population is nullable: its sort says where NULLs go (-population: first, the reverse).
+    sorts=(Sort("name", "lower({})"), Sort("iso_code"), Sort("population", nulls="last")),
     uniques=(
         Unique("region_name_key", "A region with this name already exists.",
                (("name", "is already taken"),),
