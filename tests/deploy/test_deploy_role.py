@@ -304,3 +304,15 @@ def test_the_preview_scripts_calls_are_allowed() -> None:
                            ("describe_stacks", "cloudformation:DescribeStacks")):
         assert f".{method}(" in source
         assert granted(action), action
+
+
+def test_the_guide_names_every_variable_and_secret_the_workflows_read() -> None:
+    """docs/deploy.md's table, against `vars.X` and `secrets.X` in .github/workflows."""
+    workflows = "".join(p.read_text() for p in (ROOT / ".github" / "workflows").glob("*.yml"))
+    read = set(re.findall(r"\b(vars|secrets)\.([A-Z][A-Z0-9_]*)", workflows))
+    guide = (ROOT / "docs" / "deploy.md").read_text()
+    rows = set(re.findall(r"^\s*\| (variable|secret) \| `([A-Z][A-Z0-9_]*)` \|", guide, re.M))
+    named = {("vars" if kind == "variable" else "secrets", name) for kind, name in rows}
+    assert ("vars", "AWS_DEPLOY_ROLE_ARN") in read
+    assert named == read
+    assert "deploy/github-deploy-role.yml" in guide and "GitHubRepository=" in guide
