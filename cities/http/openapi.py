@@ -176,7 +176,8 @@ def _schemas(resource: Resource) -> dict[str, dict]:
     for reference in resource.references:
         inputs[reference.field] = {
             **inputs[reference.field],
-            "description": f"The id of {reference.target.a}; one that names none is 422.",
+            "description":
+                f"The id of {reference.target.with_article}; one that names none is 422.",
         }
     return {
         title: {
@@ -209,7 +210,7 @@ def _schemas(resource: Resource) -> dict[str, dict]:
 
 def _paths(resource: Resource) -> dict[str, dict]:
     """`/<plural>` and `/<plural>/{id}`, as the resource's blueprint serves them."""
-    title, plural, a = resource.title, resource.plural, resource.a
+    title, plural, a = resource.title, resource.plural, resource.with_article
     tags = [plural]  # /docs groups each resource's operations under its name
     example = _examples(resource)
     links = {  # where a returned item leads next: lets clients (and fuzzers) chain calls on its id

@@ -235,7 +235,7 @@ class Resource:
         return "".join(part.capitalize() for part in self.plural.split("_"))
 
     @property
-    def a(self) -> str:
+    def with_article(self) -> str:
         """`a city`, `an item`."""
         return f"{'an' if self.singular[0] in 'aeiou' else 'a'} {self.singular}"
 
