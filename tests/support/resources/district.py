@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from cities.resources.resource import RESTRICT, Field, Range, Reference, Resource, Sort
 from cities.resources.validation import (
-    COUNT_SCHEMA,
     ID_SCHEMA,
     TEXT_SCHEMA,
+    WHOLE_NUMBER_SCHEMA,
     an_id,
     clean_text,
-    count,
-    count_text,
+    whole_number,
+    whole_number_text,
 )
 from tests.support.resources.region import REGION
 
@@ -26,10 +26,10 @@ DISTRICT = Resource(
     fields=(
         Field("name", clean_text, TEXT_SCHEMA),
         Field("region_id", an_id, ID_SCHEMA),
-        Field("population", count, COUNT_SCHEMA, required=False),
+        Field("population", whole_number, WHOLE_NUMBER_SCHEMA, required=False),
     ),
     sorts=(Sort("name", "lower({})"), Sort("population")),
-    filters=(Range("min_population", "population", ">=", count_text, COUNT_SCHEMA,
+    filters=(Range("min_population", "population", ">=", whole_number_text, WHOLE_NUMBER_SCHEMA,
                    "Only districts of at least this population."),),
     references=(Reference("region_id", REGION, on_delete=RESTRICT),),
 )
