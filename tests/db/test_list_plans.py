@@ -6,7 +6,7 @@ walks the order filtering (about 10,000 buffers here) - not yet covered (issue 2
 a plan touches are counted by the server (EXPLAIN ANALYZE, BUFFERS), not timed.
 
 City's own filters (its list_filter hook) have their plan tests beside their SQL:
-tests/db/test_city_store.py for `q`.
+tests/db/test_city_filters.py for `q`.
 """
 
 from __future__ import annotations
