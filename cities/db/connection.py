@@ -555,12 +555,12 @@ def get_db() -> psycopg2.extensions.connection:
         if not url:
             log.error("DATABASE_URL is not set: the API cannot reach its database")
             raise ServiceUnavailable("The service is not configured: its database URL is missing.")
-        g.db_state = "failed"
+        g.db_connection_obtained = "failed"  # how: "opened", "reused" or "failed" (request log)
         budget_end, deadline = _request_times(config)
         if config.get("DB_CONNECTION_REUSE"):
             conn = _reuse(config, deadline)
             if conn is not None:
-                g.db, g.db_state = conn, "reused"
+                g.db, g.db_connection_obtained = conn, "reused"
                 return conn
         connecting = time.perf_counter()
         try:
@@ -580,7 +580,7 @@ def get_db() -> psycopg2.extensions.connection:
         finally:
             g.db_busy = time.perf_counter() - connecting  # a failed connect's time counts too
         conn.busy = g.db_busy
-        g.db, g.db_state = conn, "opened"
+        g.db, g.db_connection_obtained = conn, "opened"
         # Asynchronous, so in autocommit: transactions are explicit (see transaction()).
         conn.prefix = _timeout_sql(config["DB_STATEMENT_TIMEOUT_MS"])
         conn.first = True

@@ -85,7 +85,7 @@ def _log_request(req: Request, response: Response) -> None:
         "request_id": getattr(req.environ.get("serverless.context"), "aws_request_id", None),
         # API Gateway's own id of the request: joins this line to the HTTP API's access log.
         "gateway_request_id": _gateway_request_id(req.environ.get("serverless.event")),
-        "db_connection": g.get("db_state", "none"),
+        "db_connection": g.get("db_connection_obtained", "none"),
     }
     writer = g.get("writer")
     if writer is not None:  # a write that passed: its key's name or token's subject, never a key
