@@ -14,7 +14,7 @@ from typing import Any
 import serverless_wsgi
 
 from cities import create_app
-from cities.http.gateway import bad_event_response
+from cities.http.lambda_refusals import bad_event_response
 from cities.ops import config, ssm
 from cities.ops.secrets_mask import masked_error
 

@@ -43,7 +43,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         log.info(config.describe_api_keys(app.config))
 
     from cities.db import connection as db
-    from cities.http import docs_api, errors, gateway, meta_api, request_log, resource_api
+    from cities.http import (
+        base_path,
+        docs_api,
+        errors,
+        lambda_refusals,
+        meta_api,
+        request_log,
+        resource_api,
+    )
     from cities.ops import secrets_mask, ssm
 
     secrets_mask.remember_connection_strings(
@@ -55,7 +63,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     request_log.init_app(app)
     ssm.init_app(app)
-    gateway.init_app(app)
+    lambda_refusals.init_app(app)
     if "RESOURCES" not in app.config:
         from cities.resources.city import CITY
 
@@ -65,5 +73,5 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.register_blueprint(resource_api.blueprint(resource))
     app.register_blueprint(meta_api.bp)
     app.register_blueprint(docs_api.bp)
-    app.wsgi_app = gateway.GatewayPaths(app.wsgi_app, app.config)
+    app.wsgi_app = base_path.GatewayPaths(app.wsgi_app, app.config)
     return app

@@ -15,7 +15,7 @@ import time
 from flask import Flask, Request, Response, current_app, g, request
 
 from cities.http.auth import WRITE_METHODS
-from cities.http.gateway import STARTED
+from cities.http.base_path import STARTED
 from cities.ops import metrics
 from cities.ops.secrets_mask import MaskSecrets
 

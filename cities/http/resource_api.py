@@ -29,8 +29,8 @@ from cities.http.errors import (
     PreconditionRequired,
     ServiceUnavailable,
 )
-from cities.http.gateway import absolute_urls
 from cities.http.listing import cursor_after, parse_list_query, parse_positive_id
+from cities.http.public_host import absolute_urls
 from cities.resources.resource import Resource
 from cities.resources.validation import body_fields, detail, read_json_body
 
