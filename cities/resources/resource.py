@@ -16,7 +16,10 @@ library (pydantic, marshmallow, jsonschema) costs 30 to 60 ms of imports.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cities.http.resource_api import ResourceViews
 
 # Every resource's table has these columns besides its fields: an identity id, and when the row
 # was created and last written (store.TOUCH moves updated_at forward on every write).
@@ -163,10 +166,13 @@ class Resource:
         order_prefixes: tuple[tuple[str, ...], ...] = (),
         references: tuple[Reference, ...] = (),
         table: str | None = None,
+        views: type[ResourceViews] | None = None,
     ) -> None:
         self.singular = singular  # "city": messages, schema names ("City", "CityInput")
         self.plural = plural  # "cities": the collection's path, /cities
         self.table = table or singular
+        # A ResourceViews subclass overriding some operations (one verb), or None: the shared.
+        self.views = views
         self.fields = fields
         self.field = {f.name: f for f in fields}
         self.sorts = (Sort(ID), *sorts)  # sort=id (the primary key) comes first, the default
