@@ -19,7 +19,8 @@ log = logging.getLogger("cities")
 
 RETRY_AFTER_SECONDS = "5"
 
-# Status codes the API answers with, and the `code` each one carries.
+# Status codes the API answers with, and the `code` each one carries. The OpenAPI document's
+# `code` enum is these values in this order (the order they were added): a new one goes last.
 CODES: dict[int, str] = {
     400: "bad_request",
     401: "unauthorized",
@@ -27,13 +28,13 @@ CODES: dict[int, str] = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
-    412: "precondition_failed",
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_failed",
-    428: "precondition_required",
-    500: "internal_error",
     503: "service_unavailable",
+    500: "internal_error",
+    412: "precondition_failed",
+    428: "precondition_required",
 }
 
 MESSAGES: dict[int, str] = {
