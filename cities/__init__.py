@@ -10,8 +10,6 @@ from flask import Flask
 
 from cities.ops import config
 
-MAX_BODY_BYTES = 64 * 1024
-
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app from the environment (`.env` included), then `test_config` on top.
@@ -19,6 +17,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     Nothing here touches the network or the database: this runs during Lambda's init phase.
     """
     config.load_dotenv_if_present()
+    from cities.http.errors import MAX_BODY_BYTES
     from cities.http.routing import LazyBuildRule
 
     app = Flask(__name__, static_folder=None)  # an API: no /static route to build or match

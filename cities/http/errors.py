@@ -19,6 +19,10 @@ log = logging.getLogger("cities")
 
 RETRY_AFTER_SECONDS = "5"
 
+# The largest request body read (Flask's MAX_CONTENT_LENGTH, set by create_app); past it, 413.
+MAX_BODY_BYTES = 64 * 1024
+BODY_LIMIT = f"{MAX_BODY_BYTES // 1024} KiB"  # as messages and the OpenAPI document say it
+
 # Status codes the API answers with, and the `code` each one carries. The OpenAPI document's
 # `code` enum is these values in this order (the order they were added): a new one goes last.
 CODES: dict[int, str] = {
@@ -46,7 +50,7 @@ MESSAGES: dict[int, str] = {
     409: "The request conflicts with the current state of the resource.",
     412: "The resource has changed since the version the request names (If-Match); "
     "nothing was written: read it again.",
-    413: "The request body is larger than 64 KiB.",
+    413: f"The request body is larger than {BODY_LIMIT}.",
     415: "The request body must be JSON (Content-Type: application/json).",
     422: "The request is well-formed but its content is invalid.",
     428: "This server requires conditional writes: send If-Match with the ETag of the version "

@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from cities.http.errors import CODES, MESSAGES
+from cities.http.errors import BODY_LIMIT, CODES, MESSAGES
 from cities.http.idempotency import KEY_PATTERN, TTL
 from cities.http.listing import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
 from cities.resources.resource import ID, TIMESTAMPS, Resource
+from cities.resources.validation import ID_SCHEMA
 
 
 def _error_example(status: int, message: str | None = None, details: list | None = None) -> dict:
@@ -58,7 +59,7 @@ _ERRORS: dict[str, dict] = {
     ),
     "412": _error_ref("If-Match (or If-None-Match) does not hold: the item has changed since "
                       "that version was read. Nothing was written.", status=412),
-    "413": _error_ref("Body larger than 64 KiB.", status=413),
+    "413": _error_ref(f"Body larger than {BODY_LIMIT}.", status=413),
     "415": _error_ref("Body is not `application/json` (UTF-8).", status=415),
     "428": _error_ref("The server requires If-Match on writes (REQUIRE_IF_MATCH).", status=428),
     "500": _error_ref("Unexpected server error.", status=500),
@@ -184,7 +185,9 @@ def _schemas(resource: Resource) -> dict[str, dict]:
             "required": list(resource.column_names),
             "additionalProperties": False,
             "properties": {
-                ID: {"type": "integer", "minimum": 1},
+                # As published since 1.0.0, without ID_SCHEMA's maximum (the document is kept
+                # byte-identical; stating it is a change of the published contract).
+                ID: {"type": ID_SCHEMA["type"], "minimum": ID_SCHEMA["minimum"]},
                 **inputs,
                 **{name: {"type": "string", "format": "date-time"} for name in TIMESTAMPS},
             },
@@ -251,7 +254,7 @@ def _id_param(resource: Resource) -> dict:
         "required": True,
         "description": f"The {resource.singular}'s id; "
         "anything but a positive 64-bit integer is 404.",
-        "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+        "schema": ID_SCHEMA,
     }
 
 
