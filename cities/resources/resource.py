@@ -9,8 +9,8 @@ referenced, their OpenAPI entries and the index each needs. The body checks
 special to one resource (city's word-by-word `q` search, its state-led order) is a named hook.
 
 The pieces are plain classes with slots: defining one costs next to nothing at Lambda init, where
-a NamedTuple or a dataclass is generated code (about 0.7 M instructions each), and a validation
-library (pydantic, marshmallow, jsonschema) costs 30 to 60 ms of imports.
+a NamedTuple or a dataclass is generated code, and a validation library (pydantic, marshmallow,
+jsonschema) is tens of milliseconds of imports (figures: docs/benchmarks.md, Design measurements).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class Range(Filter):
     on the field's sort expression (`bound` ">=" or "<="), so that under any sort an index the
     sorts already require serves it. Derived by the shared SQL (store.list_page), no hook.
     (On another expression than the sort's, PostgreSQL cannot start its walk of that index at
-    the bound: a high bound under its own sort read ~1,700 times the buffers, issue 25.)"""
+    the bound and reads far more of it: docs/benchmarks.md, Design measurements.)"""
 
     __slots__ = ("bound", "field")
 

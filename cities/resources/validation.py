@@ -20,9 +20,9 @@ MAX_TEXT_LENGTH = 100
 
 
 class LazyPattern:
-    """A regular expression compiled on its first use. Compiling this module's five rules took
-    27M instructions of every cold start (most of the project's own import), and a GET or a
-    refused body uses none of them."""
+    """A regular expression compiled on its first use. Compiling this module's five rules was
+    most of the project's own import cost (docs/benchmarks.md, Design measurements), and a GET
+    or a refused body uses none of them."""
 
     __slots__ = ("_compiled", "pattern")
 
