@@ -46,7 +46,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         base_path,
         docs_api,
         errors,
-        lambda_refusals,
         meta_api,
         request_log,
         resource_api,
@@ -62,7 +61,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     request_log.init_app(app)
     ssm.init_app(app)
-    lambda_refusals.init_app(app)
+    if "API_GATEWAY_BASE_PATH" in app.config.get("UNUSABLE_SETTINGS", ()):
+        from cities.http import lambda_refusals  # only a misconfigured deploy pays the import
+
+        lambda_refusals.refuse_lambda_requests(app)
     if "RESOURCES" not in app.config:
         from cities.resources.city import CITY
 

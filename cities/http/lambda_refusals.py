@@ -1,6 +1,7 @@
 """What a Lambda request gets when the app cannot serve it: a JSON 400 for an event
 serverless-wsgi cannot translate (handler.api), and a 503 for every request that came through
-Lambda while API_GATEWAY_BASE_PATH is unusable. Both in the API's one error shape.
+Lambda while API_GATEWAY_BASE_PATH is unusable. Both in the API's one error shape. Imported
+only when needed: a healthy cold start never loads it.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ def _refuse_lambda_events() -> None:
         )
 
 
-def init_app(app: Any) -> None:
-    """Refuse Lambda requests while API_GATEWAY_BASE_PATH is unusable (nothing otherwise)."""
-    if "API_GATEWAY_BASE_PATH" in app.config.get("UNUSABLE_SETTINGS", ()):
-        app.before_request(_refuse_lambda_events)
+def refuse_lambda_requests(app: Any) -> None:
+    """Refuse Lambda requests: create_app calls it while API_GATEWAY_BASE_PATH is unusable."""
+    app.before_request(_refuse_lambda_events)
