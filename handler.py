@@ -14,7 +14,6 @@ from typing import Any
 import serverless_wsgi
 
 from cities import create_app
-from cities.http.gateway import bad_event_response
 from cities.ops import config, ssm
 from cities.ops.secrets_mask import masked_error
 
@@ -28,6 +27,8 @@ def api(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return serverless_wsgi.handle_request(app, event, context)
     except Exception as exc:
         logging.getLogger("cities").warning("untranslatable event: %s", type(exc).__name__)
+        from cities.http.lambda_refusals import bad_event_response  # only on this failure
+
         return bad_event_response("The request could not be read.")
 
 

@@ -429,8 +429,8 @@ def load(url: str, rows: int) -> float:
 
 
 def _conditions(params: dict[str, str]) -> tuple[str, list[Any]]:
-    """The API's own filters (city_store), to count matches and find the deep page's row."""
-    from cities.db.city_store import Q_FILTER, STATE_FILTER, escape_like
+    """The API's own filters (city_filters), to count matches and find the deep page's row."""
+    from cities.db.city_filters import Q_FILTER, STATE_FILTER, escape_like
 
     conds, args = ["true"], []
     if "state" in params:
@@ -538,7 +538,7 @@ def explain_sql(
 
 def one_condition_probe(url: str, term: str) -> dict[str, Any]:
     """The term's page as one LIKE condition: how q searched before it went word by word."""
-    from cities.db.city_store import Q_FILTER, escape_like
+    from cities.db.city_filters import Q_FILTER, escape_like
     from cities.resources.city import CITY
 
     sql = f"SELECT {CITY.columns} FROM city WHERE {Q_FILTER} ORDER BY id LIMIT %s"

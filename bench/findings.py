@@ -158,7 +158,7 @@ def _scale(s: dict[str, Any]) -> list[str]:
             f"A rare term (one matching row; a full name of two words) is found through {how}, "
             "word by word: its two rarest words are index conditions, rarest first as "
             "name_lower's statistics tell, and the term itself is checked on the rows they find "
-            f"(`city_store._q_conditions`). Server time {p_big['execution_ms']:.2f} ms{pages} at "
+            f"(`city_filters._q_conditions`). Server time {p_big['execution_ms']:.2f} ms{pages} at "
             f"{int(sizes[-1]):,} rows vs {small_ms} at {int(sizes[0]):,}."
             + one
             + compare

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+DESIGN_MEASUREMENTS = Path(__file__).with_name("design_measurements.md")
 METHOD = """\
 - **One run, side by side.** Every contender of a section is measured in the same run, interleaved
   round-robin in a new random order each round, so background load on this shared 2-core machine
@@ -330,6 +331,8 @@ def render_markdown(results: dict[str, Any], png: str | None) -> str:
     if notes:
         out += ["", "## Findings", ""] + [f"- {n}" for n in notes]
     out += ["", "## Method", "", METHOD]
+    # Figures the code's comments point to, taken once when a design was chosen (not re-run).
+    out += ["", DESIGN_MEASUREMENTS.read_text().rstrip()]
     return "\n".join(out) + "\n"
 
 

@@ -10,8 +10,6 @@ from flask import Flask
 
 from cities.ops import config
 
-MAX_BODY_BYTES = 64 * 1024
-
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app from the environment (`.env` included), then `test_config` on top.
@@ -19,6 +17,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     Nothing here touches the network or the database: this runs during Lambda's init phase.
     """
     config.load_dotenv_if_present()
+    from cities.http.errors import MAX_BODY_BYTES
     from cities.http.routing import LazyBuildRule
 
     app = Flask(__name__, static_folder=None)  # an API: no /static route to build or match
@@ -43,7 +42,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         log.info(config.describe_api_keys(app.config))
 
     from cities.db import connection as db
-    from cities.http import docs_api, errors, gateway, meta_api, request_log, resource_api
+    from cities.http import (
+        base_path,
+        docs_api,
+        errors,
+        meta_api,
+        request_log,
+        resource_api,
+    )
     from cities.ops import secrets_mask, ssm
 
     secrets_mask.remember_connection_strings(
@@ -55,7 +61,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     request_log.init_app(app)
     ssm.init_app(app)
-    gateway.init_app(app)
+    if "API_GATEWAY_BASE_PATH" in app.config.get("UNUSABLE_SETTINGS", ()):
+        from cities.http import lambda_refusals  # only a misconfigured deploy pays the import
+
+        lambda_refusals.refuse_lambda_requests(app)
     if "RESOURCES" not in app.config:
         from cities.resources.city import CITY
 
@@ -65,5 +74,5 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.register_blueprint(resource_api.blueprint(resource))
     app.register_blueprint(meta_api.bp)
     app.register_blueprint(docs_api.bp)
-    app.wsgi_app = gateway.GatewayPaths(app.wsgi_app, app.config)
+    app.wsgi_app = base_path.GatewayPaths(app.wsgi_app, app.config)
     return app

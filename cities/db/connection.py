@@ -42,11 +42,9 @@ the first statement only is not enough either: in transaction mode every read tr
 again, and a blocking psycopg2 connection reports a pooler's refusal only as "server closed the
 connection unexpectedly", losing the message the retry below needs. Asynchronous connections are
 always in autocommit, which is how the API uses them (its transactions are explicit), and a read
-stays one round trip. The price is a short Python poll loop per wait: measured with callgrind
-on GET /cities/{id} through serverless-wsgi against a local server, 1.66M instructions per
-request before, 1.69M after (+1.7%: ~9k in the connect's six polls, ~2k per statement, the rest
-the deadline and retry bookkeeping). Migrations keep plain blocking connections (`connect`
-without a deadline).
+stays one round trip. The price is a short Python poll loop per wait, a few percent of a
+request's instructions (docs/benchmarks.md, Design measurements). Migrations keep plain blocking
+connections (`connect` without a deadline).
 
 A pooler that refuses the request's first statement before sending it to any server
 (`NOT_FORWARDED`: PgBouncer's "server login has been failing", its answer for `server_login_retry`
@@ -147,8 +145,8 @@ DIRECT_TLS_REFUSALS = ("eof detected", "unexpected eof", "wrong version number")
 
 # The CA roots a verifying connection trusts unless the URL or PGSSLROOTCERT names its own: the
 # roots of the documented hosts (the file's header says which, and how to update them). libpq
-# parses its CA file on every connect, and the system bundle's ~145 certificates cost 80% more
-# client instructions per connect than these two (docs/benchmarks.md).
+# parses its CA file on every connect, and the system bundle's many certificates cost far more
+# client instructions per connect than these two (docs/benchmarks.md, TLS connect).
 ROOT_CERTS = os.path.join(os.path.dirname(__file__), "certs", "roots.pem")
 
 # System CA bundles on Lambda (Amazon Linux) and Debian-like systems: what `sslrootcert=system`
@@ -555,12 +553,12 @@ def get_db() -> psycopg2.extensions.connection:
         if not url:
             log.error("DATABASE_URL is not set: the API cannot reach its database")
             raise ServiceUnavailable("The service is not configured: its database URL is missing.")
-        g.db_state = "failed"
+        g.db_connection_obtained = "failed"  # how: "opened", "reused" or "failed" (request log)
         budget_end, deadline = _request_times(config)
         if config.get("DB_CONNECTION_REUSE"):
             conn = _reuse(config, deadline)
             if conn is not None:
-                g.db, g.db_state = conn, "reused"
+                g.db, g.db_connection_obtained = conn, "reused"
                 return conn
         connecting = time.perf_counter()
         try:
@@ -580,7 +578,7 @@ def get_db() -> psycopg2.extensions.connection:
         finally:
             g.db_busy = time.perf_counter() - connecting  # a failed connect's time counts too
         conn.busy = g.db_busy
-        g.db, g.db_state = conn, "opened"
+        g.db, g.db_connection_obtained = conn, "opened"
         # Asynchronous, so in autocommit: transactions are explicit (see transaction()).
         conn.prefix = _timeout_sql(config["DB_STATEMENT_TIMEOUT_MS"])
         conn.first = True

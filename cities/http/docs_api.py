@@ -80,7 +80,8 @@ def _asset(name: str) -> tuple[bytes, str]:
 
 @cache
 def _gzipped(name: str) -> bytes:
-    """Compressed once per container (about 60 ms for the 1.7 MB bundle), then kept."""
+    """Compressed once per container (the bundle is large: docs/benchmarks.md, Design
+    measurements), then kept."""
     import gzip  # nothing else imports it: keep it out of Lambda's init
 
     return gzip.compress(_asset(name)[0], compresslevel=9, mtime=0)

@@ -19,7 +19,12 @@ log = logging.getLogger("cities")
 
 RETRY_AFTER_SECONDS = "5"
 
-# Status codes the API answers with, and the `code` each one carries.
+# The largest request body read (Flask's MAX_CONTENT_LENGTH, set by create_app); past it, 413.
+MAX_BODY_BYTES = 64 * 1024
+BODY_LIMIT = f"{MAX_BODY_BYTES // 1024} KiB"  # as messages and the OpenAPI document say it
+
+# Status codes the API answers with, and the `code` each one carries. The OpenAPI document's
+# `code` enum is these values in this order (the order they were added): a new one goes last.
 CODES: dict[int, str] = {
     400: "bad_request",
     401: "unauthorized",
@@ -27,13 +32,13 @@ CODES: dict[int, str] = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
-    412: "precondition_failed",
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_failed",
-    428: "precondition_required",
-    500: "internal_error",
     503: "service_unavailable",
+    500: "internal_error",
+    412: "precondition_failed",
+    428: "precondition_required",
 }
 
 MESSAGES: dict[int, str] = {
@@ -45,7 +50,7 @@ MESSAGES: dict[int, str] = {
     409: "The request conflicts with the current state of the resource.",
     412: "The resource has changed since the version the request names (If-Match); "
     "nothing was written: read it again.",
-    413: "The request body is larger than 64 KiB.",
+    413: f"The request body is larger than {BODY_LIMIT}.",
     415: "The request body must be JSON (Content-Type: application/json).",
     422: "The request is well-formed but its content is invalid.",
     428: "This server requires conditional writes: send If-Match with the ETag of the version "

@@ -28,7 +28,13 @@ from werkzeug.datastructures import MultiDict
 
 from cities.http.errors import ValidationFailed
 from cities.resources.resource import ID, Resource
-from cities.resources.validation import BIGINT_MAX, FORBIDDEN_CHARACTERS, MAX_TEXT_LENGTH, detail
+from cities.resources.validation import (
+    BIGINT_MAX,
+    FORBIDDEN_CHARACTERS,
+    ID_SCHEMA,
+    MAX_TEXT_LENGTH,
+    detail,
+)
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -134,15 +140,12 @@ def _valid_value(schema: Any, value: Any) -> bool:
     )
 
 
-_ID_SCHEMA = {"type": "integer", "minimum": 1}
-
-
 def _valid_key(resource: Resource, sort: str, key: Any) -> bool:
     fields = resource.sort_keys[sort].key
     if not (isinstance(key, list) and len(key) == len(fields)):
         return False
     return all(
-        _valid_value(_ID_SCHEMA, value) if name == ID
+        _valid_value(ID_SCHEMA, value) if name == ID
         else (value is None and resource.field[name].nullable)
         or _valid_value(resource.field[name].schema, value)
         for name, value in zip(fields, key, strict=True)

@@ -9,15 +9,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from cities.http.errors import BODY_LIMIT, CODES, MESSAGES
 from cities.http.idempotency import KEY_PATTERN, TTL
 from cities.http.listing import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
 from cities.resources.resource import ID, TIMESTAMPS, Resource
+from cities.resources.validation import ID_SCHEMA
 
 
 def _error_example(status: int, message: str | None = None, details: list | None = None) -> dict:
     """The body the API sends for `status`, so /docs shows each error as it really reads."""
-    from cities.http.errors import CODES, MESSAGES
-
     return {"error": {"code": CODES[status], "message": message or MESSAGES[status],
                       "details": details or []}}
 
@@ -59,7 +59,7 @@ _ERRORS: dict[str, dict] = {
     ),
     "412": _error_ref("If-Match (or If-None-Match) does not hold: the item has changed since "
                       "that version was read. Nothing was written.", status=412),
-    "413": _error_ref("Body larger than 64 KiB.", status=413),
+    "413": _error_ref(f"Body larger than {BODY_LIMIT}.", status=413),
     "415": _error_ref("Body is not `application/json` (UTF-8).", status=415),
     "428": _error_ref("The server requires If-Match on writes (REQUIRE_IF_MATCH).", status=428),
     "500": _error_ref("Unexpected server error.", status=500),
@@ -176,7 +176,8 @@ def _schemas(resource: Resource) -> dict[str, dict]:
     for reference in resource.references:
         inputs[reference.field] = {
             **inputs[reference.field],
-            "description": f"The id of {reference.target.a}; one that names none is 422.",
+            "description":
+                f"The id of {reference.target.with_article}; one that names none is 422.",
         }
     return {
         title: {
@@ -184,7 +185,9 @@ def _schemas(resource: Resource) -> dict[str, dict]:
             "required": list(resource.column_names),
             "additionalProperties": False,
             "properties": {
-                ID: {"type": "integer", "minimum": 1},
+                # As published since 1.0.0, without ID_SCHEMA's maximum (the document is kept
+                # byte-identical; stating it is a change of the published contract).
+                ID: {"type": ID_SCHEMA["type"], "minimum": ID_SCHEMA["minimum"]},
                 **inputs,
                 **{name: {"type": "string", "format": "date-time"} for name in TIMESTAMPS},
             },
@@ -208,85 +211,56 @@ def _schemas(resource: Resource) -> dict[str, dict]:
 
 
 def _paths(resource: Resource) -> dict[str, dict]:
-    """`/<plural>` and `/<plural>/{id}`, as the resource's blueprint serves them."""
-    title, plural, a = resource.title, resource.plural, resource.a
-    tags = [plural]  # /docs groups each resource's operations under its name
-    example = _examples(resource)
-    links = {  # where a returned item leads next: lets clients (and fuzzers) chain calls on its id
+    """`/<plural>` and `/<plural>/{id}`, as the resource's views serve them."""
+    return {
+        f"/{resource.plural}": {
+            "get": _list_operation(resource),
+            "post": _create_operation(resource),
+        },
+        f"/{resource.plural}/{{id}}": {
+            "get": _get_operation(resource),
+            "put": _replace_operation(resource),
+            "patch": _update_operation(resource),
+            "delete": _delete_operation(resource),
+        },
+    }
+
+
+def _tags(resource: Resource) -> list[str]:
+    return [resource.plural]  # /docs groups each resource's operations under its name
+
+
+def _item_response(resource: Resource, description: str, headers: dict | None = None) -> dict:
+    """A response carrying one item, its ETag, and the links a client (or fuzzer) follows next
+    on its id."""
+    title = resource.title
+    links = {
         f"{verb}{title}": {"operationId": f"{verb.lower()}{title}",
                            "parameters": {"id": "$response.body#/id"}}
         for verb in ("Get", "Replace", "Update", "Delete")
     }
+    return {
+        "description": description,
+        "headers": {**(headers or {}), "ETag": _ETAG},
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{title}"}}},
+        "links": links,
+    }
 
-    def item_response(description: str, headers: dict | None = None) -> dict:
-        return {
-            "description": description,
-            "headers": {**(headers or {}), "ETag": _ETAG},
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{title}"}}},
-            "links": links,
-        }
 
-    id_param = {
+def _id_param(resource: Resource) -> dict:
+    return {
         "name": "id",
         "in": "path",
         "required": True,
         "description": f"The {resource.singular}'s id; "
         "anything but a positive 64-bit integer is 404.",
-        "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+        "schema": ID_SCHEMA,
     }
 
-    def update_op(operation_id: str, summary: str, body_schema: str, example: dict) -> dict:
-        return {
-            "operationId": operation_id,
-            "tags": tags,
-            "summary": summary,
-            "security": _SECURED,
-            "parameters": [id_param, _IF_MATCH, _IF_NONE_MATCH],
-            "requestBody": _body(body_schema, example),
-            "responses": _responses(
-                resource,
-                {"200": item_response(f"The updated {resource.singular}.")},
-                "400", "401", "403", "404", "409", "412", "413", "415", "422", "428",
-            ),
-        }
 
-    names = [f.name for f in resource.fields]
-    required = [f.name for f in resource.fields if f.required]
-    if required == names:
-        replaced = f"{_listed(names)} ({'both' if len(names) == 2 else 'all'} required)"
-    else:
-        replaced = f"{_listed(names)} ({_listed(required) or 'none'} required)"
-    changed = f"{', '.join(names)}, or both" if len(names) == 2 else f"some of {', '.join(names)}"
-    referenced, referenced_conflict = _still_referenced(resource)
-    item_ops = {
-        "get": {
-            "operationId": f"get{title}",
-            "tags": tags,
-            "summary": f"One {resource.singular}.",
-            "parameters": [id_param, _IF_NONE_MATCH, _IF_MATCH],
-            "responses": _responses(
-                resource,
-                {"200": item_response(f"The {resource.singular}."), "304": _NOT_MODIFIED},
-                "404", "412",
-            ),
-        },
-        "put": update_op(f"replace{title}", f"Replace {a}'s {replaced}.", f"{title}Input",
-                         example),
-        "patch": update_op(f"update{title}", f"Change {a}'s {changed}.", f"{title}Patch",
-                           dict(list(example.items())[1:2] or example.items())),
-        "delete": {
-            "operationId": f"delete{title}",
-            "tags": tags,
-            "summary": f"Delete {a}.",
-            "security": _SECURED,
-            "parameters": [id_param, _IF_MATCH, _IF_NONE_MATCH],
-            "responses": _responses(
-                resource, {"200": item_response(f"The deleted {resource.singular}.")},
-                "401", "403", "404", *referenced, "412", "428", conflict=referenced_conflict,
-            ),
-        },
-    }
-    list_params = [
+def _list_params(resource: Resource) -> list[dict]:
+    """limit, the declared filters, sort and cursor."""
+    return [
         {
             "name": "limit",
             "in": "query",
@@ -312,77 +286,201 @@ def _paths(resource: Resource) -> dict[str, dict]:
                        "pattern": f"^{CURSOR_PATTERN}$"},
         },
     ]
-    return {
-        f"/{plural}": {
-            "get": {
-                "operationId": f"list{resource.title_plural}",
-                "tags": tags,
-                "summary": f"List {plural}, one page at a time (keyset pagination).",
-                "parameters": list_params,
-                "responses": _responses(
-                    resource,
-                    {
-                        "200": {
-                            "description": f"A page of {plural}.",
-                            "headers": {
-                                "Link": {
-                                    "description": 'The next page, `<url>; rel="next"`, '
-                                    "present when more rows follow.",
-                                    "schema": {"type": "string"},
-                                }
-                            },
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "array",
-                                        "items": {"$ref": f"#/components/schemas/{title}"},
-                                    }
-                                }
-                            },
-                        }
-                    },
-                    "422",
-                ),
-            },
-            "post": {
-                "operationId": f"create{title}",
-                "tags": tags,
-                "summary": f"Create {a}.",
-                "security": _SECURED,
-                "parameters": [
-                    {
-                        "name": "Idempotency-Key",
-                        "in": "header",
-                        "description": f"Makes retries safe: a repeat within {TTL} returns "
-                        "the first response; reuse with another body is 422.",
-                        "schema": {"type": "string", "pattern": f"^{KEY_PATTERN}$"},
-                    }
-                ],
-                "requestBody": _body(f"{title}Input", example),
-                "responses": _responses(
-                    resource,
-                    {
-                        "201": item_response(
-                            f"The created {resource.singular}.",
-                            {
-                                "Location": {"description": f"The new {resource.singular}'s URL.",
-                                             "schema": {"type": "string"}},
-                                "Idempotent-Replayed": {
-                                    "description": "`true` when this is a replay.",
-                                    "schema": {"type": "string"},
-                                },
-                            },
-                        )
-                    },
-                    "400", "401", "403", "409", "413", "415", "422",
-                ),
-            },
+
+
+def _list_operation(resource: Resource) -> dict:
+    plural = resource.plural
+    page = {
+        "description": f"A page of {plural}.",
+        "headers": {
+            "Link": {
+                "description": 'The next page, `<url>; rel="next"`, present when more rows follow.',
+                "schema": {"type": "string"},
+            }
         },
-        f"/{plural}/{{id}}": item_ops,
+        "content": {"application/json": {"schema": {
+            "type": "array", "items": {"$ref": f"#/components/schemas/{resource.title}"},
+        }}},
+    }
+    return {
+        "operationId": f"list{resource.title_plural}",
+        "tags": _tags(resource),
+        "summary": f"List {plural}, one page at a time (keyset pagination).",
+        "parameters": _list_params(resource),
+        "responses": _responses(resource, {"200": page}, "422"),
     }
 
 
+def _create_operation(resource: Resource) -> dict:
+    singular = resource.singular
+    idempotency_key = {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "description": f"Makes retries safe: a repeat within {TTL} returns "
+        "the first response; reuse with another body is 422.",
+        "schema": {"type": "string", "pattern": f"^{KEY_PATTERN}$"},
+    }
+    created = _item_response(resource, f"The created {singular}.", {
+        "Location": {"description": f"The new {singular}'s URL.", "schema": {"type": "string"}},
+        "Idempotent-Replayed": {
+            "description": "`true` when this is a replay.",
+            "schema": {"type": "string"},
+        },
+    })
+    return {
+        "operationId": f"create{resource.title}",
+        "tags": _tags(resource),
+        "summary": f"Create {resource.with_article}.",
+        "security": _SECURED,
+        "parameters": [idempotency_key],
+        "requestBody": _body(f"{resource.title}Input", _examples(resource)),
+        "responses": _responses(resource, {"201": created},
+                                "400", "401", "403", "409", "413", "415", "422"),
+    }
+
+
+def _get_operation(resource: Resource) -> dict:
+    singular = resource.singular
+    return {
+        "operationId": f"get{resource.title}",
+        "tags": _tags(resource),
+        "summary": f"One {singular}.",
+        "parameters": [_id_param(resource), _IF_NONE_MATCH, _IF_MATCH],
+        "responses": _responses(
+            resource,
+            {"200": _item_response(resource, f"The {singular}."), "304": _NOT_MODIFIED},
+            "404", "412",
+        ),
+    }
+
+
+def _write_operation(
+    resource: Resource, operation_id: str, summary: str, body_schema: str, example: dict
+) -> dict:
+    """A conditional write of one item with a body: PUT (replace) or PATCH (update)."""
+    return {
+        "operationId": operation_id,
+        "tags": _tags(resource),
+        "summary": summary,
+        "security": _SECURED,
+        "parameters": [_id_param(resource), _IF_MATCH, _IF_NONE_MATCH],
+        "requestBody": _body(body_schema, example),
+        "responses": _responses(
+            resource,
+            {"200": _item_response(resource, f"The updated {resource.singular}.")},
+            "400", "401", "403", "404", "409", "412", "413", "415", "422", "428",
+        ),
+    }
+
+
+def _replace_operation(resource: Resource) -> dict:
+    names = [f.name for f in resource.fields]
+    required = [f.name for f in resource.fields if f.required]
+    if required == names:
+        replaced = f"{_listed(names)} ({'both' if len(names) == 2 else 'all'} required)"
+    else:
+        replaced = f"{_listed(names)} ({_listed(required) or 'none'} required)"
+    return _write_operation(
+        resource, f"replace{resource.title}", f"Replace {resource.with_article}'s {replaced}.",
+        f"{resource.title}Input", _examples(resource),
+    )
+
+
+def _update_operation(resource: Resource) -> dict:
+    names = [f.name for f in resource.fields]
+    changed = f"{', '.join(names)}, or both" if len(names) == 2 else f"some of {', '.join(names)}"
+    example = _examples(resource)
+    return _write_operation(
+        resource, f"update{resource.title}", f"Change {resource.with_article}'s {changed}.",
+        f"{resource.title}Patch", dict(list(example.items())[1:2] or example.items()),
+    )
+
+
+def _delete_operation(resource: Resource) -> dict:
+    referenced, referenced_conflict = _still_referenced(resource)
+    return {
+        "operationId": f"delete{resource.title}",
+        "tags": _tags(resource),
+        "summary": f"Delete {resource.with_article}.",
+        "security": _SECURED,
+        "parameters": [_id_param(resource), _IF_MATCH, _IF_NONE_MATCH],
+        "responses": _responses(
+            resource, {"200": _item_response(resource, f"The deleted {resource.singular}.")},
+            "401", "403", "404", *referenced, "412", "428", conflict=referenced_conflict,
+        ),
+    }
+
+
+def _meta_paths() -> dict[str, dict]:
+    """The service's own routes (cities.http.meta_api): /health and this document."""
+    health = {
+        "description": "Database reachable and schema current.",
+        "content": {"application/json": {"schema": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {
+                "status": {"const": "ok"},
+                "database": {"type": "string"},
+                "schema_version": {"type": "integer"},
+            },
+        }}},
+    }
+    return {
+        "/health": {"get": {
+            "operationId": "health",
+            "tags": ["meta"],
+            "summary": "Liveness with a database round trip.",
+            "responses": {"200": health, "503": _ERRORS["503"], "500": _ERRORS["500"]},
+        }},
+        "/openapi.json": {"get": {
+            "operationId": "openapi",
+            "tags": ["meta"],
+            "summary": "This document.",
+            "responses": {"200": {
+                "description": "The OpenAPI 3.1 document.",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }},
+        }},
+    }
+
+
+def _error_schema() -> dict:
+    """The one error shape (cities.http.errors): its codes are those errors.CODES lists."""
+    detail = {
+        "type": "object",
+        "properties": {
+            "field": {"type": "string"},
+            "in": {"enum": ["body", "query", "header"]},
+            "message": {"type": "string"},
+        },
+    }
+    return {
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "properties": {
+                "code": {"type": "string", "enum": list(CODES.values())},
+                "message": {"type": "string"},
+                "details": {"type": "array", "items": detail},
+            },
+        }},
+    }
+
+
+_SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer",
+               "description": "An API key (`API_KEYS`), sent as the bearer token."},
+    "oidcToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                  "description": "A JWT from the server's OIDC issuer "
+                  "(`JWT_ISSUER`, audience `JWT_AUDIENCE`), signed RS256, ES256 or "
+                  "EdDSA, with the scope `cities:write`."},
+}
+
+
 def document(resources: Iterable[Resource]) -> dict[str, Any]:
+    """The whole document: each resource's paths and schemas, then the service's own."""
     resources = list(resources)
     paths: dict[str, Any] = {}
     schemas: dict[str, Any] = {}
@@ -400,90 +498,9 @@ def document(resources: Iterable[Resource]) -> dict[str, Any]:
             *({"name": r.plural, "description": f"The {r.singular} resource."} for r in resources),
             {"name": "meta", "description": "The service itself: health and this document."},
         ],
-        "paths": {
-            **paths,
-            "/health": {
-                "get": {
-                    "operationId": "health",
-                    "tags": ["meta"],
-                    "summary": "Liveness with a database round trip.",
-                    "responses": {
-                        "200": {
-                            "description": "Database reachable and schema current.",
-                            "content": {"application/json": {"schema": {
-                                "type": "object",
-                                "required": ["status"],
-                                "properties": {
-                                    "status": {"const": "ok"},
-                                    "database": {"type": "string"},
-                                    "schema_version": {"type": "integer"},
-                                },
-                            }}},
-                        },
-                        "503": _ERRORS["503"],
-                        "500": _ERRORS["500"],
-                    },
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "operationId": "openapi",
-                    "tags": ["meta"],
-                    "summary": "This document.",
-                    "responses": {
-                        "200": {
-                            "description": "The OpenAPI 3.1 document.",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        }
-                    },
-                }
-            },
-        },
+        "paths": {**paths, **_meta_paths()},
         "components": {
-            "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer",
-                           "description": "An API key (`API_KEYS`), sent as the bearer token."},
-                "oidcToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                              "description": "A JWT from the server's OIDC issuer "
-                              "(`JWT_ISSUER`, audience `JWT_AUDIENCE`), signed RS256, ES256 or "
-                              "EdDSA, with the scope `cities:write`."},
-            },
-            "schemas": {
-                **schemas,
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": {
-                        "error": {
-                            "type": "object",
-                            "required": ["code", "message", "details"],
-                            "properties": {
-                                "code": {
-                                    "type": "string",
-                                    "enum": [
-                                        "bad_request", "unauthorized", "forbidden", "not_found",
-                                        "method_not_allowed", "conflict", "payload_too_large",
-                                        "unsupported_media_type", "validation_failed",
-                                        "service_unavailable", "internal_error",
-                                        "precondition_failed", "precondition_required",
-                                    ],
-                                },
-                                "message": {"type": "string"},
-                                "details": {
-                                    "type": "array",
-                                    "items": {
-                                        "type": "object",
-                                        "properties": {
-                                            "field": {"type": "string"},
-                                            "in": {"enum": ["body", "query", "header"]},
-                                            "message": {"type": "string"},
-                                        },
-                                    },
-                                },
-                            },
-                        }
-                    },
-                },
-            },
+            "securitySchemes": _SECURITY_SCHEMES,
+            "schemas": {**schemas, "Error": _error_schema()},
         },
     }

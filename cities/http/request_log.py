@@ -15,7 +15,7 @@ import time
 from flask import Flask, Request, Response, current_app, g, request
 
 from cities.http.auth import WRITE_METHODS
-from cities.http.gateway import STARTED
+from cities.http.base_path import STARTED
 from cities.ops import metrics
 from cities.ops.secrets_mask import MaskSecrets
 
@@ -42,50 +42,63 @@ def cache_control(method: str, status: int, chosen: str | None) -> str:
     return chosen or READS
 
 
-def _finish(response: Response) -> Response:
-    """Security and cache headers on every response, then its log line (one hook: this runs
-    per request)."""
+def _after_request(response: Response) -> Response:
+    """The response's headers, then its log line and metrics: one hook, as it runs per request."""
     req = request._get_current_object()  # one context lookup, not one per attribute
+    _set_headers(req, response)
+    _record(req, response)
+    return response
+
+
+def _set_headers(req: Request, response: Response) -> None:
+    """Security and cache headers on every response."""
     headers = response.headers
     headers["X-Content-Type-Options"] = "nosniff"
     headers["Cache-Control"] = cache_control(
         req.method, response.status_code, headers.get("Cache-Control")
     )
-    if log.isEnabledFor(logging.INFO):
-        _log_request(req, response)
-    if current_app.config.get("METRICS"):
-        _emit_metrics(req, response)
-    return response
 
 
-def _emit_metrics(req: Request, response: Response) -> None:
-    """The request's EMF record (cities.ops.metrics): latency, database time, status, cause."""
+def _record(req: Request, response: Response) -> None:
+    """The request's log line and its metrics record, each when enabled, with one duration."""
+    logged = log.isEnabledFor(logging.INFO)
+    measured = current_app.config.get("METRICS")
+    if not (logged or measured):
+        return
     started = req.environ.get(STARTED)
+    duration_ms = round((time.perf_counter() - started) * 1000, 2) if started else None
+    if logged:
+        _log_request(req, response, duration_ms)
+    if measured:
+        _emit_metrics(req, response, duration_ms)
+
+
+def _emit_metrics(req: Request, response: Response, duration_ms: float | None) -> None:
+    """The request's EMF record (cities.ops.metrics): latency, database time, status, cause."""
     rule = req.url_rule
     conn = g.get("db")
     busy = conn.busy if conn is not None else g.get("db_busy", 0.0)
     metrics.emit(metrics.record(
         rule.rule if rule else None,
         response.status_code,
-        round((time.perf_counter() - started) * 1000, 2) if started else 0.0,
+        duration_ms if duration_ms is not None else 0.0,
         round(busy * 1000, 2),
         g.get("unavailable_cause") if response.status_code == 503 else None,
     ))
 
 
-def _log_request(req: Request, response: Response) -> None:
-    started = req.environ.get(STARTED)
+def _log_request(req: Request, response: Response, duration_ms: float | None) -> None:
     rule = req.url_rule
     entry = {
         "event": "request",
         "method": req.method,
         "route": rule.rule if rule else None,
         "status": response.status_code,
-        "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
+        "duration_ms": duration_ms,
         "request_id": getattr(req.environ.get("serverless.context"), "aws_request_id", None),
         # API Gateway's own id of the request: joins this line to the HTTP API's access log.
         "gateway_request_id": _gateway_request_id(req.environ.get("serverless.event")),
-        "db_connection": g.get("db_state", "none"),
+        "db_connection": g.get("db_connection_obtained", "none"),
     }
     writer = g.get("writer")
     if writer is not None:  # a write that passed: its key's name or token's subject, never a key
@@ -106,4 +119,4 @@ def _gateway_request_id(event: object) -> str | None:
 def init_app(app: Flask) -> None:
     if not any(isinstance(f, MaskSecrets) for f in log.filters):
         log.addFilter(MaskSecrets())
-    app.after_request(_finish)
+    app.after_request(_after_request)

@@ -29,8 +29,8 @@ from cities.http.errors import (
     PreconditionRequired,
     ServiceUnavailable,
 )
-from cities.http.gateway import absolute_urls
 from cities.http.listing import cursor_after, parse_list_query, parse_positive_id
+from cities.http.public_host import absolute_urls
 from cities.resources.resource import Resource
 from cities.resources.validation import body_fields, detail, read_json_body
 
@@ -75,41 +75,46 @@ def with_etag(row: dict[str, Any]) -> Response:
     return response
 
 
-def blueprint(resource: Resource) -> Blueprint:
-    """The blueprint (named `resource.plural`) serving `resource`."""
-    bp = Blueprint(resource.plural, __name__)
-    bp.before_request(check_api_key)
-    collection = f"/{resource.plural}"
-    singular = resource.singular
-    var = f"{singular}_id"  # /cities/<city_id>: the route template request logs show
-    item = f"/{resource.plural}/<{var}>"
+class ResourceViews:
+    """The operations on one declared resource, one named method each, so that a traceback and
+    a profile name the operation (`ResourceViews.get_item`). A resource that needs one verb to
+    differ declares a subclass overriding that method (`Resource(..., views=...)`); the rest,
+    and the routes, stay shared. Built once per blueprint, at app creation."""
 
-    def not_found(raw: str) -> NotFound:
+    def __init__(self, resource: Resource) -> None:
+        self.resource = resource
+        self.var = f"{resource.singular}_id"  # /cities/<city_id>: the route template logs show
+
+    def not_found(self, raw: str) -> NotFound:
         """The one wording, the id always in double quotes as it was sent (JSON-escaped)."""
-        return NotFound(f"No {singular} with id {json.dumps(raw[:30], ensure_ascii=False)}.")
+        quoted = json.dumps(raw[:30], ensure_ascii=False)
+        return NotFound(f"No {self.resource.singular} with id {quoted}.")
 
-    def item_id_of(raw: str) -> int:
+    def item_id_of(self, path: dict[str, str]) -> int:
         """The id of a canonical URL only: `/cities/02` is not `/cities/2` (one URL per item,
         so caches and ETags never see two copies of one city), so it is a 404."""
+        raw = path[self.var]
         item_id = parse_positive_id(raw)
         if item_id is None or str(item_id) != raw:
-            raise not_found(raw)
+            raise self.not_found(raw)
         return item_id
 
-    def found(row: dict[str, Any] | None, item_id: int) -> dict[str, Any]:
+    def found(self, row: dict[str, Any] | None, item_id: int) -> dict[str, Any]:
         if row is None:
-            raise not_found(str(item_id))
+            raise self.not_found(str(item_id))
         return row
 
-    def write(operation: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def write(self, operation: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run one write in a transaction and commit it (store.py turns what the database
         refuses into the API's 409s and 422s)."""
         conn = transaction()
-        result = operation(conn, resource, *args, **kwargs)
+        result = operation(conn, self.resource, *args, **kwargs)
         commit()
         return result
 
-    def write_item(operation: Callable[..., Any], item_id: int, *args: Any, **kwargs: Any) -> Any:
+    def write_item(
+        self, operation: Callable[..., Any], item_id: int, *args: Any, **kwargs: Any
+    ) -> Response:
         """A write to one item under the request's precondition: 412 when the item exists but
         the precondition failed (nothing was written), 404 when there is no such item."""
         when = precondition()
@@ -121,10 +126,11 @@ def blueprint(resource: Resource) -> Blueprint:
                 raise precondition_failed()
             return row
 
-        row = write(conditionally, item_id, *args, when=when, **kwargs)
-        return with_etag(found(row, item_id))
+        row = self.write(conditionally, item_id, *args, when=when, **kwargs)
+        return with_etag(self.found(row, item_id))
 
-    def list_items() -> Response:
+    def list_items(self) -> Response:
+        resource = self.resource
         query = parse_list_query(resource, request.args)
         rows = store.list_page(get_db(), resource, query, query.limit + 1)
         page = rows[: query.limit]
@@ -138,12 +144,13 @@ def blueprint(resource: Resource) -> Blueprint:
             response.headers["Link"] = f'<{next_url}>; rel="next"'
         return response
 
-    def create_item() -> tuple[Response, int, dict[str, str]]:
+    def create_item(self) -> tuple[Response, int, dict[str, str]]:
+        resource = self.resource
         key = idempotency.parse_key(request.headers.get(idempotency.HEADER))
         fields = body_fields(resource, read_json_body(request), partial=False)
-        row, replayed = write(create_or_replay, fields, key)
+        row, replayed = self.write(create_or_replay, fields, key)
         headers = {
-            "Location": url_for(f"{resource.plural}.get", **{var: row["id"]},
+            "Location": url_for(f"{resource.plural}.get", **{self.var: row["id"]},
                                 _external=absolute_urls(request.environ)),
             "ETag": etag(row),  # a replay's is the first response's: the version created then
         }
@@ -151,9 +158,9 @@ def blueprint(resource: Resource) -> Blueprint:
             headers["Idempotent-Replayed"] = "true"
         return jsonify(row), 201, headers
 
-    def get_item(**path: str) -> Response:
-        item_id = item_id_of(path[var])
-        row = found(store.get(get_db(), resource, item_id), item_id)
+    def get_item(self, **path: str) -> Response:
+        item_id = self.item_id_of(path)
+        row = self.found(store.get(get_db(), self.resource, item_id), item_id)
         current = etag(row)
         if_match = request.headers.get("If-Match")
         if if_match is not None and not if_match_holds(if_match, current):
@@ -165,25 +172,42 @@ def blueprint(resource: Resource) -> Blueprint:
         response.headers["ETag"] = current
         return response
 
-    def replace_item(**path: str) -> Response:
-        item_id = item_id_of(path[var])
-        fields = body_fields(resource, read_json_body(request), partial=False)
-        return write_item(store.update, item_id, fields, replace=True)
+    def replace_item(self, **path: str) -> Response:
+        item_id = self.item_id_of(path)
+        fields = body_fields(self.resource, read_json_body(request), partial=False)
+        return self.write_item(store.update, item_id, fields, replace=True)
 
-    def update_item(**path: str) -> Response:
-        item_id = item_id_of(path[var])
-        fields = body_fields(resource, read_json_body(request), partial=True)
-        return write_item(store.update, item_id, fields)
+    def update_item(self, **path: str) -> Response:
+        item_id = self.item_id_of(path)
+        fields = body_fields(self.resource, read_json_body(request), partial=True)
+        return self.write_item(store.update, item_id, fields)
 
-    def delete_item(**path: str) -> Response:
-        return write_item(store.delete, item_id_of(path[var]))
+    def delete_item(self, **path: str) -> Response:
+        return self.write_item(store.delete, self.item_id_of(path))
 
-    bp.add_url_rule(collection, "list", list_items, methods=["GET"], strict_slashes=False)
-    bp.add_url_rule(collection, "create", create_item, methods=["POST"], strict_slashes=False)
-    bp.add_url_rule(item, "get", get_item, methods=["GET"], strict_slashes=False)
-    bp.add_url_rule(item, "replace", replace_item, methods=["PUT"], strict_slashes=False)
-    bp.add_url_rule(item, "update", update_item, methods=["PATCH"], strict_slashes=False)
-    bp.add_url_rule(item, "delete", delete_item, methods=["DELETE"], strict_slashes=False)
+
+# (endpoint, method, the ResourceViews method serving it): the collection's, then the item's.
+COLLECTION_ROUTES = (("list", "GET", "list_items"), ("create", "POST", "create_item"))
+ITEM_ROUTES = (
+    ("get", "GET", "get_item"),
+    ("replace", "PUT", "replace_item"),
+    ("update", "PATCH", "update_item"),
+    ("delete", "DELETE", "delete_item"),
+)
+
+
+def blueprint(resource: Resource) -> Blueprint:
+    """The blueprint (named `resource.plural`) serving `resource` through its views: the
+    resource's own `views` class if it declares one, else ResourceViews."""
+    views = (resource.views or ResourceViews)(resource)
+    bp = Blueprint(resource.plural, __name__)
+    bp.before_request(check_api_key)
+    collection = f"/{resource.plural}"
+    item = f"/{resource.plural}/<{views.var}>"
+    for path, routes in ((collection, COLLECTION_ROUTES), (item, ITEM_ROUTES)):
+        for endpoint, method, name in routes:
+            bp.add_url_rule(path, endpoint, getattr(views, name), methods=[method],
+                            strict_slashes=False)
     return bp
 
 

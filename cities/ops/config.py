@@ -152,9 +152,7 @@ class Hosts:
     blank_is_unset = True
 
     def parse(self, text: str) -> tuple[str, ...]:
-        from cities.http.gateway import (
-            is_host,  # only deployments that list hosts pay for the import
-        )
+        from cities.http.public_host import is_host  # paid for only where hosts are listed
 
         hosts = tuple(host.strip().lower() for host in text.split(",") if host.strip())
         for host in hosts:

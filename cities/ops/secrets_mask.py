@@ -37,7 +37,8 @@ KEYWORDS = frozenset({
 })
 
 # Where a setting starts, in key/value (`password = x`) or a URI's query (`?password=x`); its
-# name is looked up in the sets above (an alternation of every keyword costs ~1 ms to compile).
+# name is looked up in the sets above (an alternation of every keyword is slow to compile:
+# docs/benchmarks.md, Design measurements).
 _SETTING = re.compile(r"(?:^|(?<=[\s?&]))([A-Za-z_]+)\s*=\s*")
 _QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'?", re.DOTALL)
 _ESCAPE = re.compile(r"\\(.)", re.DOTALL)

@@ -5,7 +5,8 @@ On Lambda, `DATABASE_URL`, `MIGRATIONS_DATABASE_URL` and `API_KEYS` may be given
 so no secret sits in the function's configuration or the CloudFormation template.
 
 - boto3 is imported only when a parameter is named: it ships with the Lambda runtime (it is kept
-  out of the zip) and costs ~100 ms to import, which a deploy-time configuration never pays.
+  out of the zip) and is slow to import (docs/benchmarks.md, Design measurements), which a
+  deploy-time configuration never pays.
 - The read happens at the first request, not at import: an import that fails would leave the
   container crash-looping with nothing but a stack trace, whereas a request can be answered with
   a JSON 503 while the log names the missing parameter.

@@ -4,7 +4,7 @@ resource)."""
 
 from __future__ import annotations
 
-from cities.db import city_store
+from cities.db import city_filters
 from cities.resources.resource import Field, Filter, Resource, Sort, Unique
 from cities.resources.validation import SEARCH_SCHEMA, TEXT_SCHEMA, clean_search, clean_text
 
@@ -33,6 +33,6 @@ CITY = Resource(
         Filter("q", clean_search, SEARCH_SCHEMA,
                "Case-insensitive substring of the name; `%`, `_`, `\\` are literal."),
     ),
-    list_filter=city_store.list_filter,
-    order_prefixes=(city_store.STATE_ORDER,),
+    list_filter=city_filters.list_filter,
+    order_prefixes=(city_filters.STATE_ORDER,),
 )

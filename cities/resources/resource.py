@@ -9,14 +9,17 @@ referenced, their OpenAPI entries and the index each needs. The body checks
 special to one resource (city's word-by-word `q` search, its state-led order) is a named hook.
 
 The pieces are plain classes with slots: defining one costs next to nothing at Lambda init, where
-a NamedTuple or a dataclass is generated code (about 0.7 M instructions each), and a validation
-library (pydantic, marshmallow, jsonschema) costs 30 to 60 ms of imports.
+a NamedTuple or a dataclass is generated code, and a validation library (pydantic, marshmallow,
+jsonschema) is tens of milliseconds of imports (figures: docs/benchmarks.md, Design measurements).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cities.http.resource_api import ResourceViews
 
 # Every resource's table has these columns besides its fields: an identity id, and when the row
 # was created and last written (store.TOUCH moves updated_at forward on every write).
@@ -87,10 +90,10 @@ class Range(Filter):
     """A list filter bounding a sorted field: `min_population=N` is `population >= N`, written
     on the field's sort expression (`bound` ">=" or "<="). Derived by the shared SQL
     (store.list_page), no hook. Under its field's sort the sort's index starts its walk at the
-    bound (on another expression than the sort's it cannot: a high bound read ~1,700 times the
-    buffers, issue 25). Under any other sort, the index that sort walks carries the range's
-    column after its own (`required_indexes`), so the bound is checked in the index: a high bound
-    under sort=name read 9,069 buffers at 200,000 rows without it, 195 with it."""
+    bound (on another expression than the sort's it could not, and would read far more of it).
+    Under any other sort, the index that sort walks carries the range's column after its own
+    (`required_indexes`), so the bound is checked inside the index rather than on the rows it
+    leads to (docs/benchmarks.md, Design measurements)."""
 
     __slots__ = ("bound", "field")
 
@@ -194,10 +197,13 @@ class Resource:
         order_prefixes: tuple[tuple[str, ...], ...] = (),
         references: tuple[Reference, ...] = (),
         table: str | None = None,
+        views: type[ResourceViews] | None = None,
     ) -> None:
         self.singular = singular  # "city": messages, schema names ("City", "CityInput")
         self.plural = plural  # "cities": the collection's path, /cities
         self.table = table or singular
+        # A ResourceViews subclass overriding some operations (one verb), or None: the shared.
+        self.views = views
         self.fields = fields
         self.field = {f.name: f for f in fields}
         self.sorts = (Sort(ID), *sorts)  # sort=id (the primary key) comes first, the default
@@ -271,7 +277,7 @@ class Resource:
         return "".join(part.capitalize() for part in self.plural.split("_"))
 
     @property
-    def a(self) -> str:
+    def with_article(self) -> str:
         """`a city`, `an item`."""
         return f"{'an' if self.singular[0] in 'aeiou' else 'a'} {self.singular}"
 

@@ -20,9 +20,9 @@ MAX_TEXT_LENGTH = 100
 
 
 class LazyPattern:
-    """A regular expression compiled on its first use. Compiling this module's five rules took
-    27M instructions of every cold start (most of the project's own import), and a GET or a
-    refused body uses none of them."""
+    """A regular expression compiled on its first use. Compiling this module's five rules was
+    most of the project's own import cost (docs/benchmarks.md, Design measurements), and a GET
+    or a refused body uses none of them."""
 
     __slots__ = ("_compiled", "pattern")
 
@@ -127,7 +127,7 @@ SEARCH_SCHEMA = {
     "maxLength": MAX_TEXT_LENGTH,
     "pattern": SEARCH_PATTERN,
 }
-COUNT_SCHEMA = {"type": "integer", "minimum": 0, "maximum": BIGINT_MAX}
+WHOLE_NUMBER_SCHEMA = {"type": "integer", "minimum": 0, "maximum": BIGINT_MAX}
 ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX}
 
 
@@ -216,7 +216,7 @@ def clean_search(value: str) -> tuple[str | None, str | None]:
     return unicodedata.normalize("NFKC", value), None
 
 
-def count(value: Any) -> tuple[int | None, str | None]:
+def whole_number(value: Any) -> tuple[int | None, str | None]:
     """A whole number from 0 to 2**63-1 (a bigint column), such as a population. As in JSON
     Schema, 5.0 is the integer 5; true is no number (bool is an int subclass in Python)."""
     if type(value) is float and value.is_integer():
@@ -228,16 +228,17 @@ def count(value: Any) -> tuple[int | None, str | None]:
     return value, None
 
 
-def count_text(raw: str) -> tuple[int | None, str | None]:
-    """A count given as text (a query parameter): ASCII digits, then as `count` says."""
+def whole_number_text(raw: str) -> tuple[int | None, str | None]:
+    """A whole number given as text (a query parameter): ASCII digits, then as `whole_number`
+    says."""
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
         return None, f"must be a whole number from 0 to {BIGINT_MAX}"
-    return count(int(raw))
+    return whole_number(int(raw))
 
 
 def an_id(value: Any) -> tuple[int | None, str | None]:
     """An item's id, 1 to 2**63-1, as a field referring to another resource holds it."""
-    number, reason = count(value)
+    number, reason = whole_number(value)
     if reason or number == 0:
         return None, reason or f"must be from 1 to {BIGINT_MAX}"
     return number, None

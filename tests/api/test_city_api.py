@@ -7,6 +7,7 @@ from datetime import datetime
 
 import pytest
 
+from cities.http.errors import MAX_BODY_BYTES
 from tests.support.lambda_events import HTTP_API_HOST
 
 SPRINGFIELD = {"name": "Springfield", "state": "Illinois"}
@@ -324,7 +325,8 @@ def test_malformed_json_is_400(client, sql, body):
 
 
 def test_bodies_over_64_kib_are_413(client, sql):
-    padding = " " * (64 * 1024)
+    assert MAX_BODY_BYTES == 64 * 1024  # the published limit (its one home: cities.http.errors)
+    padding = " " * MAX_BODY_BYTES
     reply = client.post("/cities", json.dumps(SPRINGFIELD) + padding)
     assert reply.status == 413
     assert reply.error_code == "payload_too_large"
@@ -333,7 +335,7 @@ def test_bodies_over_64_kib_are_413(client, sql):
 
 def test_a_body_of_exactly_64_kib_is_read(client):
     text = json.dumps(SPRINGFIELD)
-    reply = client.post("/cities", text + " " * (64 * 1024 - len(text)))
+    reply = client.post("/cities", text + " " * (MAX_BODY_BYTES - len(text)))
     assert reply.status == 201
 
 

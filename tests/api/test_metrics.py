@@ -82,6 +82,20 @@ def test_each_request_prints_one_emf_record(database_url, sql, capsys, caplog):
     assert not any("_aws" in r.getMessage() for r in caplog.records)
 
 
+def test_the_log_line_and_the_record_report_one_duration(database_url, sql, capsys, caplog):
+    """Measured once per request: an operator joining both sees the same latency."""
+    caplog.set_level(logging.INFO, logger="cities")
+    client = metrics_client(database_url)
+    client.post("/cities", {"name": "Linz", "state": "Upper Austria"})
+    client.get("/cities")
+
+    records = emf_records(capsys.readouterr().out)
+    lines = [json.loads(r.getMessage()) for r in caplog.records
+             if r.getMessage().startswith('{"event":"request"')]
+    assert [line["duration_ms"] for line in lines] == [r["Latency"] for r in records]
+    assert len(records) == 2
+
+
 def test_the_dimension_names_this_function(database_url, sql, capsys, monkeypatch):
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "cities-prod-api")
     metrics_client(database_url).get("/cities")

@@ -20,7 +20,7 @@ import pytest
 
 from cities.ops import embedded
 from tests.conftest import run_sql
-from tests.db.test_city_store import list_with_plan
+from tests.db.test_city_filters import list_with_plan
 from tests.db.test_main import REPO, cli_env
 from tests.support.pg_cluster import free_port
 

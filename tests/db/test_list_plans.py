@@ -15,7 +15,7 @@ is read; a top-N sort over the population index would read 48 here, but ~2,700 f
 which the planner picks when the bound says so).
 
 City's own filters (its list_filter hook) have their plan tests beside their SQL:
-tests/db/test_city_store.py for `q`.
+tests/db/test_city_filters.py for `q`.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from psycopg2.extras import LoggingConnection
 from cities.db import store
 from cities.http.listing import ListQuery, decode_cursor
 from cities.resources.resource import Filter, Range, Resource, Sort
-from cities.resources.validation import COUNT_SCHEMA, count_text
+from cities.resources.validation import WHOLE_NUMBER_SCHEMA, whole_number_text
 from tests.support.resources.region import REGION
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -42,7 +42,8 @@ def regions(nulls: str) -> Resource:
         singular="region", plural="regions", fields=REGION.fields,
         sorts=(Sort("population", nulls=nulls),),
         filters=(
-            Range("min_population", "population", ">=", count_text, COUNT_SCHEMA, "at least"),
+            Range("min_population", "population", ">=", whole_number_text, WHOLE_NUMBER_SCHEMA,
+                  "at least"),
             Filter("initial", initial, {"type": "string"}, "names starting with this letter"),
         ),
         list_filter=by_initial,

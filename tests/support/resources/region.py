@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from cities.resources.resource import Field, Resource, Sort, Unique
-from cities.resources.validation import COUNT_SCHEMA, TEXT_SCHEMA, clean_text, count
+from cities.resources.validation import TEXT_SCHEMA, WHOLE_NUMBER_SCHEMA, clean_text, whole_number
 
 _ISO_CODE = re.compile("[A-Z]{2}")
 ISO_CODE_SCHEMA = {"type": "string", "minLength": 2, "maxLength": 2, "pattern": "^[A-Za-z]{2}$"}
@@ -32,7 +32,7 @@ REGION = Resource(
     fields=(
         Field("name", clean_text, TEXT_SCHEMA),
         Field("iso_code", iso_code, ISO_CODE_SCHEMA),
-        Field("population", count, COUNT_SCHEMA, required=False, nullable=True),
+        Field("population", whole_number, WHOLE_NUMBER_SCHEMA, required=False, nullable=True),
     ),
     # population is nullable: its sort says where NULLs go (-population: first, the reverse).
     sorts=(Sort("name", "lower({})"), Sort("iso_code"), Sort("population", nulls="last")),

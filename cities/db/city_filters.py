@@ -21,8 +21,7 @@ from cities.http.listing import ListQuery
 # The state is compared with `= ANY (ARRAY[...])`, not `=`: with a plain equality PostgreSQL drops
 # lower(state) from the order (it is constant) and may instead walk the primary key, filtering
 # out every other state; it takes that for as cheap, as it cannot tell that a state's rows lie in
-# id order. At 1M rows it did so on about half of the 200 first pages of 50 states x 4 sorts,
-# reading 50 times the rows (1.2 ms instead of 0.26 ms); with ANY, on none.
+# id order. With ANY it never did (docs/benchmarks.md, Design measurements).
 STATE_FILTER = "lower(state) = ANY (ARRAY[lower(%s)])"
 STATE_ORDER = ("lower(state)",)
 
@@ -114,10 +113,10 @@ def _q_conditions(conn: connection, term: str) -> tuple[list[str], list[str]]:
     A trigram index (migration 0003) holds one posting list per trigram, and for one LIKE
     condition PostgreSQL's GIN index reads every list of the term's trigrams as far as the term's
     rarest one reaches: a full name ("ashbrook babapa") whose first word is in 1% of the names
-    reads their long lists whole (1M rows: 310 pages, 2.7 ms). Given one condition per word, GIN
-    walks the first condition's matches and consults the next only at those, so the two rarest
-    words go in, rarest first, as name_lower's statistics tell (the same name: 60 pages, 0.3 ms),
-    and the term is checked on the rows they find. The second word guards against a first one
+    reads their long lists whole. Given one condition per word, GIN walks the first condition's
+    matches and consults the next only at those, so the two rarest words go in, rarest first, as
+    name_lower's statistics tell (pages and times: docs/benchmarks.md, Findings), and the term
+    is checked on the rows they find. The second word guards against a first one
     that is common after all; more would each cost their own index descents. A one-word term
     stays one condition.
     """

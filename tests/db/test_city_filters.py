@@ -7,8 +7,8 @@ import psycopg2
 import pytest
 from psycopg2.extras import LoggingConnection
 
-from cities.db import city_store, store
-from cities.db.city_store import NameStats, name_stats, rarest_first, words
+from cities.db import city_filters, store
+from cities.db.city_filters import NameStats, name_stats, rarest_first, words
 from cities.db.migrate import migrate
 from cities.http.listing import ListQuery
 from cities.resources.city import CITY
@@ -41,7 +41,7 @@ def test_rarest_first_orders_words_by_share_and_breaks_ties_by_length():
 def test_name_stats_come_from_the_planners_statistics_and_are_kept_a_while(
     sql, database_url, monkeypatch
 ):
-    monkeypatch.setattr(city_store, "_name_stats", {})  # none kept from earlier tests
+    monkeypatch.setattr(city_filters, "_name_stats", {})  # none kept from earlier tests
     sql("INSERT INTO city (name, state) SELECT CASE WHEN n % 4 = 0 THEN 'Oakhaven ' ELSE 'Elm ' "
         "END || n, 'S' FROM generate_series(1, 2000) AS n")
     sql("ANALYZE city")
@@ -51,7 +51,7 @@ def test_name_stats_come_from_the_planners_statistics_and_are_kept_a_while(
         assert stats.share("oakhaven") == pytest.approx(0.25, abs=0.05)
         assert stats.share("elm") == pytest.approx(0.75, abs=0.05)
         assert name_stats(conn) is stats  # read once, not on every search
-        monkeypatch.setattr(city_store, "NAME_STATS_MAX_AGE", 0.0)
+        monkeypatch.setattr(city_filters, "NAME_STATS_MAX_AGE", 0.0)
         assert name_stats(conn) is not stats
     finally:
         conn.close()
