@@ -120,7 +120,7 @@ def sql(database_url: str) -> Iterator[Any]:
             cur.execute(query, params)
             return cur.fetchall() if cur.description else []
 
-    run("TRUNCATE city, region, district, idempotency_key RESTART IDENTITY")
+    run("TRUNCATE city, region, district, idempotency_key, write_quota RESTART IDENTITY")
     yield run
     conn.close()
 
