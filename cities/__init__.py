@@ -43,7 +43,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         log.info(config.describe_api_keys(app.config))
 
     from cities.db import connection as db
-    from cities.http import docs_api, errors, gateway, meta_api, request_log, resource_api
+    from cities.http import docs_api, errors, gateway, meta_api, quota, request_log, resource_api
     from cities.ops import secrets_mask, ssm
 
     secrets_mask.remember_connection_strings(
@@ -56,6 +56,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     request_log.init_app(app)
     ssm.init_app(app)
     gateway.init_app(app)
+    quota.init_app(app)
     if "RESOURCES" not in app.config:
         from cities.resources.city import CITY
 

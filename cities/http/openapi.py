@@ -11,6 +11,7 @@ from typing import Any
 
 from cities.http.idempotency import KEY_PATTERN, TTL
 from cities.http.listing import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
+from cities.http.quota import describe as with_write_quotas
 from cities.resources.resource import ID, TIMESTAMPS, Resource
 
 
@@ -389,7 +390,7 @@ def document(resources: Iterable[Resource]) -> dict[str, Any]:
     for resource in resources:
         paths.update(_paths(resource))
         schemas.update(_schemas(resource))
-    return {
+    return with_write_quotas({
         "openapi": "3.1.0",
         "info": {
             "title": "cities",
@@ -486,4 +487,4 @@ def document(resources: Iterable[Resource]) -> dict[str, Any]:
                 },
             },
         },
-    }
+    })

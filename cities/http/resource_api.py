@@ -19,8 +19,8 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 
 from cities.db import store
-from cities.db.connection import commit, get_db, transaction
-from cities.http import idempotency
+from cities.db.connection import get_db, transaction
+from cities.http import idempotency, quota
 from cities.http.auth import WRITE_METHODS, check_write
 from cities.http.conditional import etag, if_match_holds, if_none_match_holds, write_condition
 from cities.http.errors import (
@@ -106,7 +106,7 @@ def blueprint(resource: Resource) -> Blueprint:
         refuses into the API's 409s and 422s)."""
         conn = transaction()
         result = operation(conn, resource, *args, **kwargs)
-        commit()
+        quota.commit(result)  # counted against the writer's quota, if any, in the same message
         return result
 
     def write_item(operation: Callable[..., Any], item_id: int, *args: Any, **kwargs: Any) -> Any:
