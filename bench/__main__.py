@@ -5,7 +5,7 @@ median over many interleaved runs (round-robin, shuffled each round, so backgrou
 every contender alike), and targets are checked as ratios against a floor measured in the same
 run. Knobs (environment variables) for quicker runs:
 
-    BENCH_SECTIONS       cold,request,scale,artifact,memory,fanin,tls,runtime (default: all)
+    BENCH_SECTIONS       cold,request,scale,artifact,memory,fanin,tls,runtime,quota (default: all)
     BENCH_COLD_RUNS      fresh interpreters per contender (default 60)
     BENCH_REQUESTS       timed rounds per request kind (default 400)
     BENCH_SCALE_ROWS     table sizes (default 10000,1000000)
@@ -48,7 +48,7 @@ def knob(name: str, default: str) -> str:
 
 
 SECTIONS = knob(
-    "BENCH_SECTIONS", "cold,request,scale,artifact,memory,fanin,tls,runtime"
+    "BENCH_SECTIONS", "cold,request,scale,artifact,memory,fanin,tls,runtime,quota"
 ).split(",")
 COLD_RUNS = int(knob("BENCH_COLD_RUNS", "60"))
 REQUESTS = int(knob("BENCH_REQUESTS", "400"))
@@ -881,6 +881,8 @@ def main() -> int:
         from bench.runtime import bench_runtime
 
         results["runtime"] = bench_runtime(COLD_RUNS)
+    if "quota" in SECTIONS:  # a write with per-writer quotas on vs off (bench/quota.py)
+        results["quota"] = __import__("bench.quota", fromlist=["bench_quota"]).bench_quota()
     results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     results["machine"]["duration_seconds"] = round(time.perf_counter() - started)
     table = render(results, OUTPUT)

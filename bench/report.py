@@ -327,6 +327,7 @@ def render_markdown(results: dict[str, Any], png: str | None) -> str:
 
         out += render_runtime(results["runtime"])
 
+    out += (results.get("quota") or {}).get("markdown", [])  # bench/quota.py renders its own
     notes = results.get("notes")
     if notes:
         out += ["", "## Findings", ""] + [f"- {n}" for n in notes]

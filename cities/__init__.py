@@ -47,6 +47,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         docs_api,
         errors,
         meta_api,
+        quota,
         request_log,
         resource_api,
     )
@@ -65,6 +66,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         from cities.http import lambda_refusals  # only a misconfigured deploy pays the import
 
         lambda_refusals.refuse_lambda_requests(app)
+    quota.init_app(app)
     if "RESOURCES" not in app.config:
         from cities.resources.city import CITY
 

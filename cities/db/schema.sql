@@ -44,6 +44,15 @@ CREATE TABLE public.schema_migrations (
     applied_at timestamp with time zone DEFAULT now() NOT NULL
 );
 
+CREATE TABLE public.write_quota (
+    writer text NOT NULL,
+    window_start timestamp with time zone NOT NULL,
+    writes bigint NOT NULL,
+    quota bigint NOT NULL,
+    CONSTRAINT write_quota_within_quota CHECK ((writes <= quota)),
+    CONSTRAINT write_quota_writer_length CHECK (((char_length(writer) >= 1) AND (char_length(writer) <= 300)))
+);
+
 ALTER TABLE ONLY public.city
     ADD CONSTRAINT city_pkey PRIMARY KEY (id);
 
@@ -52,6 +61,9 @@ ALTER TABLE ONLY public.idempotency_key
 
 ALTER TABLE ONLY public.schema_migrations
     ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
+
+ALTER TABLE ONLY public.write_quota
+    ADD CONSTRAINT write_quota_pkey PRIMARY KEY (writer);
 
 CREATE INDEX city_name_order ON public.city USING btree (lower(name), id);
 

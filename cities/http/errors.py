@@ -39,6 +39,7 @@ CODES: dict[int, str] = {
     500: "internal_error",
     412: "precondition_failed",
     428: "precondition_required",
+    429: "too_many_requests",
 }
 
 MESSAGES: dict[int, str] = {
@@ -55,6 +56,8 @@ MESSAGES: dict[int, str] = {
     422: "The request is well-formed but its content is invalid.",
     428: "This server requires conditional writes: send If-Match with the ETag of the version "
     "you are changing.",
+    429: "This writer has used its quota of writes for the current window; nothing was written: "
+    "retry after the number of seconds Retry-After says.",
     500: "An internal error occurred.",
     503: "The service is temporarily unavailable; retry shortly.",
 }
@@ -130,6 +133,16 @@ class PreconditionFailed(ApiError):
 
 class PreconditionRequired(ApiError):
     status = 428
+
+
+class TooManyRequests(ApiError):
+    """A write past its writer's quota (cities.http.quota); `Retry-After` is the seconds left in
+    the writer's window."""
+
+    status = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(headers={"Retry-After": str(retry_after)})
 
 
 class UnsupportedMediaType(ApiError):

@@ -12,6 +12,7 @@ from typing import Any
 from cities.http.errors import BODY_LIMIT, CODES, MESSAGES
 from cities.http.idempotency import KEY_PATTERN, TTL
 from cities.http.listing import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
+from cities.http.quota import describe as with_write_quotas
 from cities.resources.resource import ID, TIMESTAMPS, Resource
 from cities.resources.validation import ID_SCHEMA
 
@@ -487,7 +488,7 @@ def document(resources: Iterable[Resource]) -> dict[str, Any]:
     for resource in resources:
         paths.update(_paths(resource))
         schemas.update(_schemas(resource))
-    return {
+    return with_write_quotas({
         "openapi": "3.1.0",
         "info": {
             "title": "cities",
@@ -503,4 +504,4 @@ def document(resources: Iterable[Resource]) -> dict[str, Any]:
             "securitySchemes": _SECURITY_SCHEMES,
             "schemas": {**schemas, "Error": _error_schema()},
         },
-    }
+    })

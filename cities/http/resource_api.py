@@ -19,8 +19,8 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 
 from cities.db import store
-from cities.db.connection import commit, get_db, transaction
-from cities.http import idempotency
+from cities.db.connection import get_db, transaction
+from cities.http import idempotency, quota
 from cities.http.auth import WRITE_METHODS, check_write
 from cities.http.conditional import etag, if_match_holds, if_none_match_holds, write_condition
 from cities.http.errors import (
@@ -109,7 +109,7 @@ class ResourceViews:
         refuses into the API's 409s and 422s)."""
         conn = transaction()
         result = operation(conn, self.resource, *args, **kwargs)
-        commit()
+        quota.commit(result)  # counted against the writer's quota, if any, in the same message
         return result
 
     def write_item(

@@ -193,6 +193,41 @@ class KeyList:
         return keys
 
 
+# Writes per window, and a window's seconds (31 days at most): both positive whole numbers, as
+# the RateLimit-Policy field's `q` and `w` must be.
+MAX_WRITE_QUOTA = 1_000_000_000
+MAX_WRITE_QUOTA_WINDOW = 31 * 86400
+DEFAULT_WRITE_QUOTA_WINDOW = 3600
+
+
+class QuotaOverrides:
+    """Comma-separated `writer:N` entries, N writes per window for that writer (a key's name or a
+    token's subject, split at the last `:`, since a subject may hold one); the same range as
+    WRITE_QUOTA. Set but holding none is out of range, as is a writer named twice."""
+
+    expected = (f"comma-separated writer:N entries, N a whole number of writes from 1 to "
+                f"{MAX_WRITE_QUOTA}")
+    blank_is_unset = True
+
+    def parse(self, text: str) -> tuple[tuple[str, int], ...]:
+        entries: dict[str, int] = {}
+        for entry in (part.strip() for part in text.split(",")):
+            if not entry:
+                continue
+            name, colon, number = entry.rpartition(":")
+            name, number = name.strip(), number.strip()
+            # at most 10 digits before int(): Python refuses to convert thousands of them
+            if not (colon and name and _is_digits(number) and len(number) <= 10
+                    and 1 <= int(number) <= MAX_WRITE_QUOTA):
+                raise Invalid(f"an entry is not writer:N; expected {self.expected}")
+            if name in entries:
+                raise Invalid(f"a writer is named twice; expected {self.expected}")
+            entries[name] = int(number)
+        if not entries:
+            raise Invalid(f"it holds no entry; expected {self.expected}")
+        return tuple(entries.items())
+
+
 class DatabaseUrl:
     """A connection string libpq can parse; refused ones are kept, so a request that needs the
     database answers 503 saying the URL is malformed rather than that it is missing."""
@@ -244,6 +279,8 @@ _DB_REQUESTS = "requests that need the database answer 503"
 OIDC_URL = r"https://[^\s/?#]+[^\s?#]*|http://(127\.0\.0\.1|localhost)(:[0-9]+)?(/[^\s?#]*)?"
 _OIDC_WRITES = "every write (POST, PUT, PATCH, DELETE) answers 503"
 _SSM_REQUESTS = "every request answers 503 (the SSM parameters are not read)"
+# A quota in doubt is not taken to be off (nor some other number): writes stop until it is fixed.
+_QUOTA_WRITES = "every write (POST, PUT, PATCH, DELETE) answers 503"
 
 
 def _ssm_name(setting: str) -> Setting:
@@ -304,6 +341,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REQUIRE_IF_MATCH", Flag(), False,
             "opt-in: PUT, PATCH and DELETE need If-Match (428 without), so no update is lost",
             refuses="PUT, PATCH and DELETE answer 503"),
+    Setting("WRITE_QUOTA", Number("writes", 1, MAX_WRITE_QUOTA, whole=True), None,
+            "writes each writer (a key's name, a token's subject; all open writes together) "
+            "may make per WRITE_QUOTA_WINDOW; 429 past it (unset: no quota)",
+            refuses=_QUOTA_WRITES),
+    Setting("WRITE_QUOTA_WINDOW", Number("seconds", 1, MAX_WRITE_QUOTA_WINDOW, whole=True),
+            DEFAULT_WRITE_QUOTA_WINDOW, "seconds of a quota window, from a writer's first write "
+            "in it"),
+    Setting("WRITE_QUOTA_OVERRIDES", QuotaOverrides(), (),
+            "per-writer quotas, `name:N,...`, in place of WRITE_QUOTA (which may be unset: then "
+            "only the writers named have one)",
+            refuses=_QUOTA_WRITES),
     Setting("LOG_LEVEL", LogLevel(), DEFAULT_LOG_LEVEL,
             "level of the `cities` logger (WARN and FATAL name WARNING and CRITICAL)"),
     Setting("METRICS", Flag(), False,
@@ -449,6 +497,7 @@ _CONFIG_KEYS = (
     "DB_CONNECT_BUDGET", "DB_STATEMENT_TIMEOUT_MS", "LOG_LEVEL", "PUBLIC_HOSTS",
     "REQUIRE_IF_MATCH", "DB_CONNECTION_REUSE", "DB_CONNECTION_MAX_IDLE", "METRICS",
     "JWT_ISSUER", "JWT_AUDIENCE", "JWT_JWKS_URL", "JWT_WRITE_SCOPE",
+    "WRITE_QUOTA", "WRITE_QUOTA_WINDOW", "WRITE_QUOTA_OVERRIDES",
 )
 
 

@@ -32,6 +32,7 @@ def test_every_code_in_the_contract_is_mapped():
         "bad_request", "unauthorized", "forbidden", "not_found", "method_not_allowed", "conflict",
         "payload_too_large", "unsupported_media_type", "validation_failed",
         "service_unavailable", "internal_error", "precondition_failed", "precondition_required",
+        "too_many_requests",
     }
 
 

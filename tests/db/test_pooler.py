@@ -41,7 +41,8 @@ def pooler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgBouncer]:
 @pytest.fixture
 def pooled(pooler: PgBouncer) -> Iterator[PgBouncer]:
     """The pooler, on an empty `city` table, with every app built by `client` cleaned up."""
-    run_sql(pooler.cluster.url(), "TRUNCATE city, idempotency_key RESTART IDENTITY")
+    run_sql(pooler.cluster.url(),
+            "TRUNCATE city, idempotency_key, write_quota RESTART IDENTITY")
     yield pooler
     for app in _apps:
         kept_connection(app).drop()
@@ -94,6 +95,34 @@ def test_idempotent_create_and_its_replay_through_the_pooler(pooled: PgBouncer) 
     misuse = api.post("/cities", {**body, "state": "Ohio"}, headers={"Idempotency-Key": "pooled-1"})
     assert misuse.status == 422
     assert run_sql(pooled.cluster.url(), "SELECT count(*) FROM city") == [(1,)]
+
+
+def test_a_burst_past_the_quota_gets_exactly_the_quota_through_the_pooler(
+        pooled: PgBouncer) -> None:
+    """M concurrent writes by one writer against a quota of N < M, on more clients than pooled
+    servers: exactly N succeed and M - N are 429; another writer's writes meanwhile all pass."""
+    quota, burst, others = 12, 30, 6
+    # 36 SCRAM logins at once on a loaded machine: the suite's 1 s connect budget is too short.
+    api = client(pooled.url(), API_KEYS=("alice:alice-key", "bob:bob-key"), WRITE_QUOTA=quota,
+                 DB_CONNECT_BUDGET=MAX_CONNECT_BUDGET, DB_CONNECT_TIMEOUT=int(MAX_CONNECT_BUDGET))
+    start = threading.Barrier(burst + others)
+
+    def write(writer: str, n: int) -> int:
+        start.wait()
+        return api.post("/cities", {"name": f"{writer} {n}", "state": "Oregon"},
+                        headers={"authorization": f"Bearer {writer}-key"}).status
+
+    with ThreadPoolExecutor(burst + others) as pool:
+        alice = [pool.submit(write, "alice", n) for n in range(burst)]
+        bob = [pool.submit(write, "bob", n) for n in range(others)]
+        statuses = [f.result() for f in alice], [f.result() for f in bob]
+
+    assert sorted(statuses[0]) == [201] * quota + [429] * (burst - quota)
+    assert statuses[1] == [201] * others
+    url = pooled.cluster.url()
+    assert run_sql(url, "SELECT count(*) FROM city WHERE name LIKE 'alice %'") == [(quota,)]
+    assert dict(run_sql(url, "SELECT writer, writes FROM write_quota")) == {
+        "api_key:alice": quota, "api_key:bob": others}
 
 
 def pooled_statement_timeouts(pooler: PgBouncer) -> set[str]:

@@ -24,6 +24,7 @@ import pytest
 from moto import mock_aws
 
 from cities.db import connection as app_db
+from cities.ops import config
 from cities.ops import ssm as app_ssm
 from deploy import package_lambda
 from tests.conftest import run_sql
@@ -166,6 +167,21 @@ def test_cors_origins_are_explicit_per_stage(lambda_zip: Path, tmp_path: Path) -
         # prod keeps access logs on (its params), every other stage off unless asked for.
         stages = resources(template, "AWS::ApiGatewayV2::Stage").values()
         assert [("AccessLogSettings" in s["Properties"]) for s in stages] == [stage == "prod"]
+        # Write quotas are per stage too: prod's 1000 writes an hour per writer, none elsewhere.
+        api_function = resources(template, "AWS::Lambda::Function")["ApiLambdaFunction"]
+        variables = api_function["Properties"]["Environment"]["Variables"]
+        assert variables["WRITE_QUOTA"] == {"staging": "", "prod": "1000"}[stage], stage
+
+
+def test_the_stage_write_quota_reaches_the_api_function_in_range(templates: dict) -> None:
+    """dev's quota settings, from its params, as the function reads them: no value refused."""
+    api_function = resources(templates["update"], "AWS::Lambda::Function")["ApiLambdaFunction"]
+    variables = api_function["Properties"]["Environment"]["Variables"]
+    quota = {k: v for k, v in variables.items() if k.startswith("WRITE_QUOTA")}
+    values, problems = config.read(quota)
+    assert problems == [], problems
+    assert (values["WRITE_QUOTA"], values["WRITE_QUOTA_WINDOW"]) == (100, 3600)
+    assert values["WRITE_QUOTA_OVERRIDES"] == ()
 
 
 def test_access_logs_are_a_per_stage_option(templates: dict, tmp_path: Path) -> None:

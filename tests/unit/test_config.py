@@ -57,6 +57,10 @@ BAD_VALUES: dict[str, list[str]] = {
     "JWT_AUDIENCE": ["two words", "x" * 257],
     "JWT_JWKS_URL": ["ftp://x/jwks", "http://10.0.0.1/jwks", "https://x/jwks#k"],
     "JWT_WRITE_SCOPE": ["a b", 'say"', "a\\b"],
+    "WRITE_QUOTA": ["0", "-1", "1000000001", "100/h", "1.5", "1e3", "inf", "9" * 5000],
+    "WRITE_QUOTA_WINDOW": ["0", "-1", "2678401", "1h", "60.5", "nan"],
+    "WRITE_QUOTA_OVERRIDES": [",", "alice", "alice:", ":5", "alice:0", "alice:-1", "alice:5x",
+                              "alice:1,alice:2", "alice:1000000001", "alice:" + "9" * 5000],
 }
 GOOD_SSM_NAMES = [("/cities/prod/database-url", "/cities/prod/database-url"),
                   (" /cities/prod/x:3 ", "/cities/prod/x:3"),
@@ -91,6 +95,11 @@ GOOD_VALUES: dict[str, list[tuple[str, Any]]] = {
     "JWT_JWKS_URL": [("https://auth.example.com/.well-known/jwks.json",
                       "https://auth.example.com/.well-known/jwks.json")],
     "JWT_WRITE_SCOPE": [("cities:write", "cities:write"), (" api.write ", "api.write")],
+    "WRITE_QUOTA": [("1", 1), (" 1000 ", 1000), ("1000000000", 1000000000)],
+    "WRITE_QUOTA_WINDOW": [("1", 1), ("3600", 3600), ("2678400", 2678400)],
+    "WRITE_QUOTA_OVERRIDES": [(" ci:5000 , alice:10,", (("ci", 5000), ("alice", 10))),
+                              ("google-oauth2|1234:7", (("google-oauth2|1234", 7),)),
+                              ("urn:user:42:3", (("urn:user:42", 3),))],
 }
 # Environment variables the code reads that are not settings of this app.
 NOT_SETTINGS = {
@@ -131,6 +140,9 @@ def test_defaults_when_nothing_is_set():
         "JWT_AUDIENCE": None,
         "JWT_JWKS_URL": None,
         "JWT_WRITE_SCOPE": "cities:write",
+        "WRITE_QUOTA": None,
+        "WRITE_QUOTA_WINDOW": config.DEFAULT_WRITE_QUOTA_WINDOW,
+        "WRITE_QUOTA_OVERRIDES": (),
         "UNUSABLE_SETTINGS": (),
     }
 
@@ -291,6 +303,8 @@ REFUSED = {
     "MIGRATIONS_DATABASE_URL_SSM_PARAMETER": {**EVERYTHING_REFUSED, "migrate": "FAILED"},
     "API_KEYS_SSM_PARAMETER": {**EVERYTHING_REFUSED, "migrate": "FAILED"},
     "API_GATEWAY_BASE_PATH": EVERYTHING_REFUSED,
+    **{name: {"POST /cities": 503, "PUT /cities/999999": 503}
+       for name in ("WRITE_QUOTA", "WRITE_QUOTA_OVERRIDES")},
 }
 
 
