@@ -102,7 +102,7 @@ def test_the_inline_source_fits_a_cloudformation_zipfile() -> None:
 def test_the_kill_switch_is_off_by_default(templates: dict) -> None:  # noqa: F811
     template = templates["update"]
     assert template["Parameters"]["KillSwitchMonthlyUsd"]["Default"] == "0"
-    assert str(template["Parameters"]["KillSwitchHourlyRequests"]["Default"]) == "0"
+    assert template["Parameters"]["KillSwitchHourlyRequests"]["Default"] == "0"
     for name in KILL_SWITCH:
         assert template["Resources"][name]["Condition"].startswith("KillSwitch"), name
 
@@ -190,13 +190,16 @@ def test_the_function_may_only_change_this_stage_api_function(armed) -> None:
     assert "FunctionConcurrency" not in others
 
 
-def test_a_budget_that_would_fire_at_once_is_refused_by_the_deploy(armed) -> None:
+def test_limits_that_would_fire_at_once_are_refused_by_the_deploy(armed) -> None:
     template, _ = armed
     pattern = template["Parameters"]["KillSwitchMonthlyUsd"]["AllowedPattern"]
     allowed = ["0", "1", "10", "5.5", "12.34", "1000000"]
     refused = ["0.00", "0.5", "00", "-1", "1e3", "10.001", "", "ten", "10 "]
     assert [v for v in allowed if re.fullmatch(pattern, v)] == allowed
     assert [v for v in refused if re.fullmatch(pattern, v)] == []
+    hourly = template["Parameters"]["KillSwitchHourlyRequests"]["AllowedPattern"]
+    assert [v for v in ("0", "1", "5000") if re.fullmatch(hourly, v)] == ["0", "1", "5000"]
+    assert [v for v in ("00", "-1", "1.5", "5e3", "") if re.fullmatch(hourly, v)] == []
 
 
 def test_the_armed_template_passes_cfn_lint(armed) -> None:
