@@ -89,7 +89,8 @@ def test_generated_urls_name_the_distribution(fronted) -> None:
     template, _ = fronted
     origin = template["Resources"]["CdnDistribution"]["Properties"]["DistributionConfig"][
         "Origins"][0]
-    assert origin["DomainName"] == {"Fn::Sub": "${HttpApi}.execute-api.${AWS::Region}.amazonaws.com"}
+    assert origin["DomainName"] == {
+        "Fn::Sub": "${HttpApi}.execute-api.${AWS::Region}.amazonaws.com"}
     assert origin["CustomOriginConfig"]["OriginProtocolPolicy"] == "https-only"
     host = template["Resources"]["CdnForwardedHost"]["Properties"]
     assert "request.headers['x-forwarded-host'] = {value: request.headers.host.value}" in host[
