@@ -13,7 +13,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
 .DEFAULT_GOAL := help
 .PHONY: help run test lint migrate schema settings-docs fuzz audit clean package sls-package cfn-lint deploy \
-	migrate-deployed remove offline bench lambda-rie
+	migrate-deployed remove offline bench lambda-rie unfreeze
 
 # Each target with a `##` comment is listed by `make help`.
 help:  ## list the targets (the default: plain `make` installs nothing)
@@ -129,6 +129,11 @@ deploy: $(ZIP) $(NODE_STAMP)  ## deploy to AWS: make deploy STAGE=dev (docs/depl
 
 migrate-deployed: $(NODE_STAMP)  ## run the deployed migrate function: make migrate-deployed STAGE=dev
 	$(OSLS) invoke $(SLS_FLAGS) --function migrate --log
+
+# After the kill switch fired (docs/deploy.md, "Kill switch"): the API function's reserved
+# concurrency goes from 0 back to none (CONCURRENCY=n reserves n instead).
+unfreeze: $(STAMP)  ## restore the API after the kill switch: make unfreeze STAGE=dev
+	$(PY) deploy/kill_switch.py --stage $(STAGE) $(if $(CONCURRENCY),--concurrency $(CONCURRENCY))
 
 remove: $(NODE_STAMP)  ## remove a deployed stage: make remove STAGE=dev
 	$(OSLS) remove $(SLS_FLAGS)

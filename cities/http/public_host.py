@@ -23,11 +23,15 @@ PUBLIC_HOST = "cities.public_host"
 def public_host(environ: Mapping[str, Any], public_hosts: Iterable[str] = ()) -> str | None:
     """The host generated URLs may name, or None: they are then relative (`/cities/4`).
 
-    Trusted, in order: the domain API Gateway or a Function URL reports for itself
-    (`requestContext.domainName`, which the client cannot choose); a `Host` listed in
-    `PUBLIC_HOSTS`; a `Host` naming this machine (localhost). Anything else, such as the `Host`
-    a client sends through an ALB, never reaches a URL.
+    Trusted, in order: an `X-Forwarded-Host` listed in `PUBLIC_HOSTS` (a CDN in front, such as
+    the stage's CloudFront, which sends the host its clients called); the domain API Gateway or
+    a Function URL reports for itself (`requestContext.domainName`, which the client cannot
+    choose); a `Host` listed in `PUBLIC_HOSTS`; a `Host` naming this machine (localhost).
+    Anything else, such as the `Host` a client sends through an ALB, never reaches a URL.
     """
+    forwarded = environ.get("HTTP_X_FORWARDED_HOST")
+    if public_hosts and isinstance(forwarded, str) and forwarded.lower() in public_hosts:
+        return forwarded.lower()
     event = environ.get("serverless.event")
     context = event.get("requestContext") if isinstance(event, dict) else None
     if isinstance(context, dict) and not context.get("elb"):

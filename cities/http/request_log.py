@@ -29,14 +29,21 @@ _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 # lifetime (Varnish 120 s, nginx's proxy_cache_valid) and serves old versions after a write.
 NO_STORE = "no-store"
 # A read may be stored but never reused unasked: the cache revalidates with the ETag (a 304
-# without body) or fetches anew. The one place a per-stage opt-in `max-age` would go.
+# without body) or fetches anew.
 READS = "no-cache"
+
+
+def shared_reads(max_age: int) -> str:
+    """An item's or a list's read when SHARED_CACHE_MAX_AGE opts in: any cache may reuse it for
+    `max_age` s, then serve it for as long again while one request fetches the next version in
+    the background, so no reader waits for a database waking up and the staleness stays 2N."""
+    return f"public, max-age={max_age}, stale-while-revalidate={max_age}"
 
 
 def cache_control(method: str, status: int, chosen: str | None) -> str:
     """A response's Cache-Control: writes and errors are never stored (a cached 404 or 503 would
-    outlive its cause); a read keeps what its route chose (`/health`, the docs' assets), else
-    `READS`."""
+    outlive its cause); a read keeps what its route chose (`/health`, the docs' assets, an item
+    or a list under `shared_reads`), else `READS`."""
     if method in WRITE_METHODS or status >= 400:
         return NO_STORE
     return chosen or READS

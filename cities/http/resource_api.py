@@ -31,6 +31,7 @@ from cities.http.errors import (
 )
 from cities.http.listing import cursor_after, parse_list_query, parse_positive_id
 from cities.http.public_host import absolute_urls
+from cities.http.request_log import shared_reads
 from cities.resources.resource import Resource
 from cities.resources.validation import body_fields, detail, read_json_body
 
@@ -72,6 +73,15 @@ def precondition_failed() -> PreconditionFailed:
 def with_etag(row: dict[str, Any]) -> Response:
     response = jsonify(row)
     response.headers["ETag"] = etag(row)
+    return response
+
+
+def shareable(response: Response) -> Response:
+    """A successful read of an item or a list, which shared caches may keep for
+    SHARED_CACHE_MAX_AGE seconds when that opts in (errors and writes never: `cache_control`)."""
+    max_age = current_app.config.get("SHARED_CACHE_MAX_AGE")
+    if max_age:
+        response.headers["Cache-Control"] = shared_reads(max_age)
     return response
 
 
@@ -142,7 +152,7 @@ class ResourceViews:
             next_url = url_for(f"{resource.plural}.list", _external=external)
             next_url += "?" + urlencode(params)
             response.headers["Link"] = f'<{next_url}>; rel="next"'
-        return response
+        return shareable(response)
 
     def create_item(self) -> tuple[Response, int, dict[str, str]]:
         resource = self.resource
@@ -167,10 +177,11 @@ class ResourceViews:
             raise precondition_failed()
         if_none_match = request.headers.get("If-None-Match")
         if if_none_match is not None and not if_none_match_holds(if_none_match, current):
-            return Response(status=304, headers={"ETag": current})
+            # The 200's cache headers again: a cache refreshes its copy from them (RFC 9111 4.3.4).
+            return shareable(Response(status=304, headers={"ETag": current}))
         response = jsonify(row)
         response.headers["ETag"] = current
-        return response
+        return shareable(response)
 
     def replace_item(self, **path: str) -> Response:
         item_id = self.item_id_of(path)

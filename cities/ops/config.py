@@ -34,6 +34,8 @@ DEFAULT_CONNECTION_MAX_IDLE = 60.0
 # values in range are chosen (tests/unit/test_config.py checks the sum against serverless.yml).
 MAX_CONNECT_BUDGET = 10.0
 MAX_STATEMENT_TIMEOUT_MS = 8000
+# At most an hour of staleness a shared cache may serve (SHARED_CACHE_MAX_AGE; 0 is off).
+MAX_SHARED_CACHE_MAX_AGE = 3600
 
 
 _DEFAULT: Any = object()  # Invalid.keep: use the setting's default
@@ -357,6 +359,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("METRICS", Flag(), False,
             "print one CloudWatch EMF metrics record per request to stdout (on in serverless.yml;"
             " namespace `cities`, dimension `FunctionName`, docs/deploy.md)"),
+    Setting("SHARED_CACHE_MAX_AGE",
+            Number("seconds", 0, MAX_SHARED_CACHE_MAX_AGE, whole=True), 0,
+            "opt-in: seconds shared caches may keep a read of an item or a list (`public, "
+            "max-age=N, stale-while-revalidate=N`); 0, the default, makes them ask every time"),
     Setting("PUBLIC_HOSTS", Hosts(), (),
             "hosts that Location and Link URLs may name when the Host header says so (others "
             "give relative URLs, also the default when an entry is not a host)",
@@ -496,6 +502,7 @@ _CONFIG_KEYS = (
     "DATABASE_URL", "MIGRATIONS_DATABASE_URL", "API_KEYS", "DB_CONNECT_TIMEOUT",
     "DB_CONNECT_BUDGET", "DB_STATEMENT_TIMEOUT_MS", "LOG_LEVEL", "PUBLIC_HOSTS",
     "REQUIRE_IF_MATCH", "DB_CONNECTION_REUSE", "DB_CONNECTION_MAX_IDLE", "METRICS",
+    "SHARED_CACHE_MAX_AGE",
     "JWT_ISSUER", "JWT_AUDIENCE", "JWT_JWKS_URL", "JWT_WRITE_SCOPE",
     "WRITE_QUOTA", "WRITE_QUOTA_WINDOW", "WRITE_QUOTA_OVERRIDES",
 )

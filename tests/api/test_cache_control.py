@@ -48,14 +48,54 @@ ROUTES = [
 ]
 
 
+def shared(routes: list[tuple], policy: str) -> list[tuple]:
+    """ROUTES with the successful reads of an item or a list (200, 304; GET and HEAD) under
+    `policy`: what SHARED_CACHE_MAX_AGE changes, and nothing else."""
+    return [
+        (*route[:5], policy, *route[6:])
+        if route[0] in ("GET", "HEAD") and route[1].startswith("/cities") and route[4] < 400
+        else route
+        for route in routes
+    ]
+
+
 def test_every_route_says_how_caches_may_keep_it(client, city):
+    assert_routes(client, city, ROUTES)
+
+
+def test_shared_caching_opts_in_items_and_lists_only(client_for):
+    """SHARED_CACHE_MAX_AGE=N: reads of items and lists may be kept N s by any cache, and served
+    N s more while it refetches; errors, writes, /health and the documents stay as they were."""
+    client = client_for(SHARED_CACHE_MAX_AGE=2)
+    city = client.post("/cities", {"name": "Lyon", "state": "ARA"}).json
+    routes = shared(ROUTES, "public, max-age=2, stale-while-revalidate=2")
+    assert sum(route != same for route, same in zip(routes, ROUTES, strict=True)) == 6
+    assert_routes(client, city, routes)
+
+
+def test_shared_caching_out_of_range_is_off(client_for, monkeypatch, caplog):
+    """A value out of range is logged, naming it, and no read is shared: never a guess."""
+    for n, raw in enumerate(("-1", "3601", "2s", "on")):
+        monkeypatch.setenv("SHARED_CACHE_MAX_AGE", raw)  # read from the environment, as Lambda
+        caplog.clear()
+        client = client_for()
+        assert [r.getMessage() for r in caplog.records if "SHARED_CACHE" in r.getMessage()] == [
+            f"SHARED_CACHE_MAX_AGE={raw!r} is not valid: expected a whole number of seconds "
+            "from 0 to 3600; using the default 0"]
+        assert_routes(client, client.post("/cities", {"name": f"Lyon {n}", "state": "ARA"}).json,
+                      ROUTES)
+        for row in client.get("/cities").json:  # the table's own POST: the next one repeats it
+            assert client.delete(f"/cities/{row['id']}").status == 200
+
+
+def assert_routes(client, city, routes: list[tuple]) -> None:
     fill = {
         "id": city["id"],
         "etag": client.get(f"/cities/{city['id']}").header("ETag"),
         "version": docs_api.asset_version(),
     }
     wrong = []
-    for method, target, body, headers, status, cache_control, vary, has_etag in ROUTES:
+    for method, target, body, headers, status, cache_control, vary, has_etag in routes:
         url = target.format(**fill)
         reply = client.request(
             method, url, body, headers={k: v.format(**fill) for k, v in headers.items()}

@@ -167,6 +167,25 @@ def test_behind_an_alb_public_hosts_lists_the_trusted_names(handler_module, sql,
     assert created_urls(client, sql, "Bergen", headers={"host": EVIL})[0].startswith("/cities/")
 
 
+def test_behind_cloudfront_urls_name_the_distribution_public_hosts_lists(
+    handler_module, sql, monkeypatch
+):
+    """The stage's CloudFront sends its viewers' host as X-Forwarded-Host (deploy/cdn.yml) and
+    the template lists its domain in PUBLIC_HOSTS: URLs lead back through the cache. Any other
+    X-Forwarded-Host, sent straight to the gateway, is ignored."""
+    cdn = "d111111abcdef8.cloudfront.net"
+    client = Client(handler_module.api, http_api_event)
+    monkeypatch.setitem(handler_module.app.config, "PUBLIC_HOSTS", (cdn,))
+    location, link = created_urls(client, sql, headers={"x-forwarded-host": cdn.upper()})
+    assert location.startswith(f"https://{cdn}/cities/")
+    assert link.startswith(f"<https://{cdn}/cities?")
+    location, link = created_urls(client, sql, "Bergen", headers={"x-forwarded-host": EVIL})
+    assert urlsplit(location).hostname == HTTP_API_HOST
+    monkeypatch.setitem(handler_module.app.config, "PUBLIC_HOSTS", ())
+    location, _ = created_urls(client, sql, "Tromsø", headers={"x-forwarded-host": cdn})
+    assert urlsplit(location).hostname == HTTP_API_HOST
+
+
 @pytest.mark.parametrize(("host", "absolute"), [
     (EVIL, False), (f"{EVIL}:5000", False), ("localhost:5000", True), ("127.0.0.1:8000", True),
     ("[::1]:5000", True), ("localhost.evil.example", False), ("127.0.0.1@evil.example", False),

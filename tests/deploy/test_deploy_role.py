@@ -51,10 +51,18 @@ REGION_SCOPED = {
     "HttpApis": "HTTP API IDs are random and IAM's API Gateway ARNs carry no name: this "
                 "region's HTTP APIs (/apis/*), not its REST APIs, domains or VPC links",
     "DescribeLogGroups": "listing log groups filters by prefix, not by ARN (read only)",
+    "CdnDistribution": "CloudFront distribution and policy ids are random and their ARNs carry "
+                       "no name: this account's (CloudFront is global), only for the `cdn` param",
 }
 
 # Handler permissions (CloudFormation's registry schemas) this service's templates never need.
 NOT_NEEDED = {
+    r"^billing:GetBillingViewData$": "the budget names no billing view (the account's own)",
+    r"^cloudfront:(CreateConnectionGroup|GetConnectionGroup|GetVpcOrigin|"
+    r"UpdateDistributionWithStagingConfig)$":
+        "the distribution uses no connection group, VPC origin or staging distribution",
+    r"^cloudfront:CreateDistributionWithTags$": "no IAM action of its own: IAM authorizes that "
+                                                "call as CreateDistribution and TagResource",
     r"^kms:": "no customer-managed KMS key: functions, logs and the bucket use AWS-owned keys",
     r"^ec2:": "the functions run outside any VPC",
     r"^elasticfilesystem:|^s3files:": "no file system is mounted",
