@@ -224,8 +224,8 @@ def _fanin(f: dict[str, Any]) -> list[str]:
         f"1000 requests with a connection per request, {reuse['pooler_cpu_ms_per_1000']:.0f} ms "
         "with reuse. It keeps the role's SCRAM verifier, as Neon's pooler does: with the plain "
         "password in its auth_file it would derive a verifier (4096 rounds of PBKDF2) on every "
-        "login, which earlier runs of this bench counted (6,190 ms per 1,000 requests against "
-        "390 ms, measured once side by side while fixing it).",
+        "login, which earlier runs of this bench counted as the cost of a connection per "
+        "request (`bench_fanin(..., verifier=False)` measures that setup).",
         f"Server CPU with a connection per request through PgBouncer is "
         f"{pooled['server_cpu_ms_per_1000'] / reuse['server_cpu_ms_per_1000']:.2f}x that of reuse "
         "through it: the same backends serve both; what a new client connection costs is paid "
