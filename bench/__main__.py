@@ -5,13 +5,15 @@ median over many interleaved runs (round-robin, shuffled each round, so backgrou
 every contender alike), and targets are checked as ratios against a floor measured in the same
 run. Knobs (environment variables) for quicker runs:
 
-    BENCH_SECTIONS       cold,request,scale,artifact,memory,fanin,tls,runtime,quota (default: all)
+    BENCH_SECTIONS       cold,request,scale,artifact,memory,fanin,tls,runtime,latency,quota
+                         (default: all)
     BENCH_COLD_RUNS      fresh interpreters per contender (default 60)
     BENCH_REQUESTS       timed rounds per request kind (default 400)
     BENCH_SCALE_ROWS     table sizes (default 10000,1000000)
     BENCH_SCALE_REPEATS  timed runs per list query (default 60)
     BENCH_MEMORY_STEPS   warm request counts for RSS (default 100,5000)
     BENCH_FANIN          concurrent worker processes, requests each, rounds (default 20,50,3)
+    BENCH_LATENCY_RUNS   interleaved rounds per path and RTT (default 60)
     BENCH_ARTIFACT       a deployment zip (default: dist/*.zip from `make package`)
     BENCH_OUTPUT         the report (default docs/benchmarks.md; JSON and PNG beside it)
 """
@@ -48,7 +50,7 @@ def knob(name: str, default: str) -> str:
 
 
 SECTIONS = knob(
-    "BENCH_SECTIONS", "cold,request,scale,artifact,memory,fanin,tls,runtime,quota"
+    "BENCH_SECTIONS", "cold,request,scale,artifact,memory,fanin,tls,runtime,latency,quota"
 ).split(",")
 COLD_RUNS = int(knob("BENCH_COLD_RUNS", "60"))
 REQUESTS = int(knob("BENCH_REQUESTS", "400"))
@@ -56,6 +58,7 @@ SCALE_ROWS = [int(n) for n in knob("BENCH_SCALE_ROWS", "10000,1000000").split(",
 SCALE_REPEATS = int(knob("BENCH_SCALE_REPEATS", "60"))
 MEMORY_STEPS = knob("BENCH_MEMORY_STEPS", "100,5000")
 FANIN = [int(n) for n in knob("BENCH_FANIN", "20,50,3").split(",")]
+LATENCY_RUNS = int(knob("BENCH_LATENCY_RUNS", "60"))
 OUTPUT = Path(knob("BENCH_OUTPUT", str(ROOT / "docs" / "benchmarks.md")))
 
 
@@ -205,6 +208,10 @@ def bench_cold() -> dict[str, Any]:
         peer_profile = import_profile("bench.fastapi_peer", workdir, runs=3)
         log("cold init: instruction counts under callgrind")
         instructions = {n: import_instructions(m, workdir) for n, m in COLD_TARGETS.items()}
+        from bench.cold_parts import bench_cold_parts
+
+        log("cold init: the subpackages, and bearer tokens (callgrind)")
+        parts = bench_cold_parts(_cold_env(), workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     result = {
@@ -215,6 +222,8 @@ def bench_cold() -> dict[str, Any]:
         "importtime_floor": floor_profile,
         "importtime_peer": peer_profile,
     }
+    if parts:
+        result["parts"] = parts
     ours, floor, peer = (result["cpu"][n]["median"] for n in COLD_TARGETS)
     result["targets"] = {
         "cold init (CPU) vs floor (<= 1.15x)": target(ours / floor, 1.15),
@@ -795,16 +804,12 @@ def bench_memory(url: str) -> dict[str, Any]:
 def run_fanin() -> dict[str, Any]:
     """On a cluster of its own, which logs each connection (to count server sessions)."""
     from bench.fanin import bench_fanin
-    from bench.pg_cluster import BenchCluster
+    from tests.support.pg_cluster import throwaway_cluster
 
     processes, requests, rounds = FANIN
     log(f"fan-in: {processes} processes x {requests} reads, 3 modes, {rounds} rounds")
-    cluster = BenchCluster(settings={"max_connections": "100", "log_connections": "on"})
-    try:
-        cluster.start()
+    with throwaway_cluster({"max_connections": "100", "log_connections": "on"}) as cluster:
         return bench_fanin(cluster, processes, requests, rounds, _cold_env())
-    finally:
-        cluster.stop()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -836,21 +841,18 @@ def main() -> int:
     from bench.report import render
 
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    from bench.pg_cluster import BenchCluster
+    from tests.support.pg_cluster import throwaway_cluster
 
     started = time.perf_counter()
     results: dict[str, Any] = {"machine": machine(), "knobs": {
         "sections": SECTIONS, "cold_runs": COLD_RUNS, "requests": REQUESTS,
         "scale_rows": SCALE_ROWS, "scale_repeats": SCALE_REPEATS, "memory_steps": MEMORY_STEPS,
-        "fanin": FANIN,
+        "fanin": FANIN, "latency_runs": LATENCY_RUNS,
     }}  # fmt: skip
     if "cold" in SECTIONS:
         results["cold"] = bench_cold()
-    cluster = None
-    try:
-        if {"request", "scale", "memory"} & set(SECTIONS):
-            cluster = BenchCluster(settings={"max_connections": "50"})
-            cluster.start()
+    if {"request", "scale", "memory"} & set(SECTIONS):
+        with throwaway_cluster({"max_connections": "50"}) as cluster:
             from cities.db.migrate import migrate
 
             with_conn = psycopg2_version_and_server(cluster.url())
@@ -864,9 +866,6 @@ def main() -> int:
                 results["memory"] = bench_memory(url)
             if "scale" in SECTIONS:
                 results["scale"] = bench_scale(cluster)
-    finally:
-        if cluster is not None:
-            cluster.stop()
     if "fanin" in SECTIONS:
         results["fanin"] = run_fanin()
     if "artifact" in SECTIONS:
@@ -881,10 +880,19 @@ def main() -> int:
         from bench.runtime import bench_runtime
 
         results["runtime"] = bench_runtime(COLD_RUNS)
+    if "latency" in SECTIONS:
+        from bench.latency import bench_latency
+
+        log(f"latency: 4 paths x RTT 0, 1, 20 ms, {LATENCY_RUNS} interleaved rounds")
+        results["latency"] = bench_latency(LATENCY_RUNS, interleaved)
     if "quota" in SECTIONS:  # a write with per-writer quotas on vs off (bench/quota.py)
-        results["quota"] = __import__("bench.quota", fromlist=["bench_quota"]).bench_quota()
+        from bench.quota import bench_quota
+
+        results["quota"] = bench_quota()
     results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     results["machine"]["duration_seconds"] = round(time.perf_counter() - started)
+    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
+    OUTPUT.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")  # kept first
     table = render(results, OUTPUT)
     print(table)
     log(f"wrote {OUTPUT} (and .json, .png beside it) in {results['machine']['duration_seconds']}s")

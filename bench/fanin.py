@@ -7,7 +7,8 @@ children it has reaped) and the server sessions the run created (the server log'
 `connection authorized` lines), for three deployments: a connection per request straight to
 PostgreSQL, a connection per request through a transaction-mode PgBouncer (Neon's `-pooler`
 endpoint), and `DB_CONNECTION_REUSE=1` through the same pooler. PgBouncer restarts before each
-run, so each pays for filling its pool.
+run, so each pays for filling its pool; like Neon's pooler it keeps the role's SCRAM verifier,
+not its password (which would cost it a PBKDF2 derivation per login).
 
 `python -m bench.fanin worker URL REUSE COUNT SEED` is one worker.
 """
@@ -130,7 +131,7 @@ def run_mode(cluster: Any, pooler_factory: Any, mode: str, processes: int, reque
 
 
 def bench_fanin(cluster: Any, processes: int, requests: int, rounds: int,
-                env: dict[str, str]) -> dict[str, Any]:
+                env: dict[str, str], *, verifier: bool = True) -> dict[str, Any]:
     """Every mode `rounds` times, in a new random order each round; totals per mode."""
     from cities.db.migrate import migrate
     from tests.support.pgbouncer import PgBouncer, pgbouncer_binary
@@ -146,7 +147,8 @@ def bench_fanin(cluster: Any, processes: int, requests: int, rounds: int,
 
     def pooler() -> PgBouncer:
         made[0] += 1
-        return PgBouncer(cluster, root / f"bouncer{made[0]}", pool_size=POOL_SIZE)
+        return PgBouncer(cluster, root / f"bouncer{made[0]}", pool_size=POOL_SIZE,
+                         verifier=verifier)
 
     totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     names = list(MODES)
@@ -161,7 +163,8 @@ def bench_fanin(cluster: Any, processes: int, requests: int, rounds: int,
     finally:
         shutil.rmtree(root, ignore_errors=True)
     out: dict[str, Any] = {"processes": processes, "requests_per_process": requests,
-                           "rounds": rounds, "pool_size": POOL_SIZE, "modes": {}}
+                           "rounds": rounds, "pool_size": POOL_SIZE, "verifier": verifier,
+                           "modes": {}}
     for name, t in totals.items():
         n = t["requests"]
         out["modes"][name] = {

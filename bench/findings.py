@@ -13,12 +13,8 @@ def _cold(c: dict[str, Any]) -> list[str]:
     names = list(c["cpu"])
     ours, floor, peer = (c["cpu"][n] for n in names)
     top = ", ".join(f"{n} {ms:.0f} ms" for n, ms in c["importtime"]["packages"][:6])
-    if "project_ms" in c["importtime"]:
-        own = f"the project's own code (`cities`, and `handler` with `create_app`) accounts for " \
-            f"about {c['importtime']['project_ms']:.0f} ms"
-    else:  # reports rendered from runs before project_ms was recorded
-        cities = dict(c["importtime"]["packages"]).get("cities", 0.0)
-        own = f"the `cities` package accounts for about {cities:.0f} ms of self time"
+    own = (f"the project's own code (`cities`, and `handler` with `create_app`) accounts for "
+           f"about {c['importtime']['project_ms']:.0f} ms")
     notes = [
         f"Cold init: `import handler` takes {ours['median']:.0f} ms of CPU (median; IQR "
         f"{ours['q1']:.0f}-{ours['q3']:.0f}) against {floor['median']:.0f} ms for the one-route "
@@ -81,15 +77,13 @@ def _request(r: dict[str, Any]) -> list[str]:
             f"{t['floor: connect + SELECT + close']['q1']:.2f}-"
             f"{t['floor: connect + SELECT + close']['q3']:.2f} ms) show how noisy this machine is."
         )
-    with_metrics = t.get("GET cities reuse, METRICS on")
-    if with_metrics:  # runs before the metrics were measured lack it
-        notes.append(
-            f"The per-request CloudWatch EMF record (`METRICS=on`, as on Lambda) adds "
-            f"{(with_metrics['median'] - reuse) * 1000:.0f} µs to the warm GET "
-            f"({with_metrics['median']:.2f} vs {reuse:.2f} ms, medians of the same run): one "
-            "dict encoded and one write to stdout; `python -m bench.metrics_cost` measures it "
-            "alone."
-        )
+    with_metrics = t["GET cities reuse, METRICS on"]["median"]
+    notes.append(
+        f"The per-request CloudWatch EMF record (`METRICS=on`, as on Lambda) changes the warm GET "
+        f"by {(with_metrics - reuse) * 1000:+.0f} µs ({with_metrics:.2f} vs {reuse:.2f} ms, "
+        "medians of the same run): one dict encoded and one write to stdout, within this "
+        "machine's noise."
+    )
     return notes
 
 
@@ -228,7 +222,14 @@ def _fanin(f: dict[str, Any]) -> list[str]:
         f"{reuse['server_cpu_ms_per_1000']:.0f} ms ({reuse['sessions_per_run']:.0f} backends). "
         f"The logins move to PgBouncer: {pooled['pooler_cpu_ms_per_1000']:.0f} ms of its CPU per "
         f"1000 requests with a connection per request, {reuse['pooler_cpu_ms_per_1000']:.0f} ms "
-        "with reuse: SCRAM costs the same wherever it runs, but it no longer forks a backend.",
+        "with reuse. It keeps the role's SCRAM verifier, as Neon's pooler does: with the plain "
+        "password in its auth_file it would derive a verifier (4096 rounds of PBKDF2) on every "
+        "login, which earlier runs of this bench counted as the cost of a connection per "
+        "request (`bench_fanin(..., verifier=False)` measures that setup).",
+        f"Server CPU with a connection per request through PgBouncer is "
+        f"{pooled['server_cpu_ms_per_1000'] / reuse['server_cpu_ms_per_1000']:.2f}x that of reuse "
+        "through it: the same backends serve both; what a new client connection costs is paid "
+        "by the pooler and the client, not by PostgreSQL.",
     ]
     errors = {name: mode["errors"] for name, mode in m.items() if mode["errors"]}
     if errors:
@@ -242,10 +243,84 @@ def _fanin(f: dict[str, Any]) -> list[str]:
     return notes
 
 
+def _cold_parts(parts: dict[str, Any], whole: int | None) -> list[str]:
+    sub, tokens = parts["subpackages"], parts["jwt"]
+    share = f" ({100 * sub['project'] / whole:.1f}% of `import handler`)" if whole else ""
+    biggest = max(sub["instructions"].items(), key=lambda item: item[1])
+    notes = [
+        f"The project's own import is {sub['project'] / 1e6:.1f}M instructions{share}; the "
+        f"largest part is `{biggest[0]}` ({biggest[1] / 1e6:.1f}M). Everything else "
+        "`import handler` executes is the interpreter, Flask, Werkzeug, psycopg2 and the standard "
+        "library."
+    ]
+    diff = tokens["import_handler_with_oidc"] / tokens["import_handler"] - 1
+    notes.append(
+        f"Bearer tokens: configuring an issuer changes `import handler` by {diff:+.2%} of its "
+        f"instructions, and PyJWT is {'' if tokens['verifier_imported_at_init'] else 'not '}"
+        f"imported at init. The first token a container verifies costs "
+        f"{tokens['first_token'] / 1e6:.0f}M instructions, {tokens['lazy_imports'] / 1e6:.0f}M "
+        f"of them importing PyJWT and cryptography ("
+        f"{tokens['lazy_imports'] / tokens['import_handler']:.0%} of a cold import, paid only by "
+        f"a container that sees a token); each next token {tokens['next_token'] / 1e6:.1f}M."
+    )
+    return notes
+
+
+# Round trips of a new TLS connection with the classic negotiation: TCP, SSLRequest, TLS 1.3,
+# startup + two SCRAM legs, the query (`sslnegotiation=direct` saves the SSLRequest).
+NEW_CONNECTION_ROUND_TRIPS = 7
+
+
+def _latency(lat: dict[str, Any]) -> list[str]:
+    notes = []
+    for name, by_rtt in lat["paths"].items():
+        zero = by_rtt["0"]
+        own_cpu = zero["app"]["median"] - zero["psycopg2"]["median"]
+        for rtt, row in by_rtt.items():
+            if rtt == "0":
+                continue
+            app_trips, raw_trips = row["app"]["round_trips"], row["psycopg2"]["round_trips"]
+            plural = "" if round(app_trips) == 1 else "s"
+            trips = (f"the same {app_trips:g} round trip{plural} as psycopg2 alone"
+                     if round(app_trips) == round(raw_trips)
+                     else f"{app_trips:g} round trips against psycopg2's {raw_trips:g}")
+            notes.append(
+                f"Latency, {name}, {rtt} ms RTT: {row['app']['median']:.2f} ms against a floor of "
+                f"{row['floor_ms']:.2f} ms ({row['ratio']}x), {trips}.")
+        limit = lat["targets"][f"{name} at 1 ms RTT vs its floor (<= "
+                               f"{1.2 if 'kept' in name else 1.1}x)"]
+        one = by_rtt["1"]
+        same = round(one["app"]["round_trips"]) == round(one["psycopg2"]["round_trips"])
+        if not limit["met"] and same:
+            floor = one["floor_ms"]
+            notes.append(
+                f"MISSED {name} at 1 ms: the API's own CPU on this path (its median at no added "
+                f"RTT minus psycopg2's: {own_cpu:.2f} ms, Flask, serverless-wsgi and the project) "
+                f"is more than the {limit['limit'] - 1:.0%} of a {floor:.2f} ms floor the target "
+                "allows; the round trips are the floor's, so only CPU could close the gap, and it "
+                "shrinks against the floor as the RTT grows (see 20 ms).")
+    direct = lat["paths"].get("new TLS connection, direct", {}).get("20")
+    if direct and round(direct["psycopg2"]["round_trips"]) > NEW_CONNECTION_ROUND_TRIPS:
+        notes.append(
+            f"A new TLS connection straight to this PostgreSQL takes "
+            f"{direct['psycopg2']['round_trips']:g} round trips, one more than the "
+            f"{NEW_CONNECTION_ROUND_TRIPS} of the protocol, for psycopg2 alone as for the API: "
+            "PostgreSQL before 18 offers TLS 1.3 one key-exchange group (`ssl_ecdh_curve`, "
+            "prime256v1) while the bundled libpq's OpenSSL sends an X25519 key share first, so "
+            "the server answers the ClientHello with a HelloRetryRequest. PgBouncer (OpenSSL's "
+            "default groups) and PostgreSQL 18 (`ssl_groups`) do not; through PgBouncer the count "
+            "is the protocol's. `sslnegotiation=direct` (PostgreSQL 17+, Neon) saves one more, "
+            "which neither server here offers.")
+    return notes
+
+
 def findings(results: dict[str, Any]) -> list[str]:
     notes: list[str] = []
     if "cold" in results:
         notes += _cold(results["cold"])
+        if "parts" in results["cold"]:
+            whole = results["cold"].get("instructions", {}).get("cities (import handler)")
+            notes += _cold_parts(results["cold"]["parts"], whole)
     if "request" in results:
         notes += _request(results["request"])
     if "scale" in results:
@@ -254,6 +329,8 @@ def findings(results: dict[str, Any]) -> list[str]:
         notes += _memory(results["memory"])
     if results.get("fanin", {}).get("modes"):
         notes += _fanin(results["fanin"])
+    if results.get("latency", {}).get("paths"):
+        notes += _latency(results["latency"])
     art = results.get("artifact")
     if art and "skipped" in art:
         notes.append(

@@ -132,22 +132,18 @@ def _write_many(mode: str, writes: int) -> None:
 
 def bench_quota() -> dict[str, Any]:
     """Write latency with quotas on vs off, both connection modes, and callgrind counts."""
-    from bench.pg_cluster import BenchCluster
     from cities.db.migrate import migrate
+    from tests.support.pg_cluster import throwaway_cluster
 
     print(f"[bench] quota: {ROUNDS} interleaved rounds of POST and PUT, quotas on vs off",
           flush=True)
-    cluster = BenchCluster(settings={"max_connections": "50"})
-    cluster.start()
-    try:
+    with throwaway_cluster({"max_connections": "50"}) as cluster:
         url = cluster.create_database("cities_quota")
         migrate(url)
         contenders = {**_writes(_apps(url, True), "reuse"),
                       **_writes(_apps(url, False), "per invocation")}
         timings = _interleaved(contenders, ROUNDS)
         instructions = _callgrind(url)
-    finally:
-        cluster.stop()
     ratios = {name.replace(", quotas on", ""): round(
         t["median"] / timings[name.replace("quotas on", "quotas off")]["median"], 3)
         for name, t in timings.items() if name.endswith("quotas on")}

@@ -1,58 +1,16 @@
-"""Turn one benchmark run into the printed table, docs/benchmarks.md, .json and a PNG chart.
+"""Turn one benchmark run into the printed table, docs/benchmarks.md and a PNG chart.
 
-Everything in the report is computed from the run's results: the verdict beside each target is
-the comparison itself, so a missed target reads "MISSED" without anyone having to notice.
+The document's words live in bench/report.md (a string.Template); this module fills in its
+tables from the run's results. The verdict beside each target is the comparison itself, so a
+missed target reads "MISSED" without anyone having to notice.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from string import Template
 from typing import Any
-
-DESIGN_MEASUREMENTS = Path(__file__).with_name("design_measurements.md")
-METHOD = """\
-- **One run, side by side.** Every contender of a section is measured in the same run, interleaved
-  round-robin in a new random order each round, so background load on this shared 2-core machine
-  falls on all of them alike. Figures are medians (with the interquartile range); targets are
-  ratios against a floor measured in the same run, never absolute times.
-- **Cold init**: a fresh interpreter per sample imports the module (`import handler` for this
-  project) and reports the import's own time; bytecode was compiled beforehand, as in a deployed
-  zip, and the working directory has no `.env` (as on Lambda). `-X importtime` is summed per
-  top-level package (self time, median of 5 runs).
-- **Per request**: `handler.api` is called with API Gateway HTTP API (v2) events from
-  `tests/support/lambda_events.py`, in process, against a throwaway PostgreSQL cluster started
-  for the run (initdb, 127.0.0.1 on a free port, `password_encryption=scram-sha-256`,
-  `scram-sha-256` in pg_hba for TCP), so every connection pays TCP + SCRAM like a hosted database
-  (without TLS and network latency, which would only make connecting, and so the reuse gain,
-  larger). The floor is raw psycopg2: connect, the same SELECT, close. Every reply's status is
-  checked. The bench process has no log handler, as a local run: each request's JSON log line is
-  built (record, filter, encoding) but not written; on Lambda the runtime's handler also writes it.
-- **Scale**: the same list queries through `handler.api` on tables of 10k and 1M generated rows
-  (names are a word and a made-up second word, like `Oakhaven Bakotu`; one in 100 is an Oakhaven),
-  each page timed twice: with `DB_CONNECTION_REUSE` on, so the figure is the query and the app, not
-  the connect (the strict view, which the per-page targets use), and with a connection per
-  invocation (the default deployment: what a caller waits, connect included). Tables are built with
-  `generate_series`, then `VACUUM ANALYZE`, one database per size; every page of every size, in
-  both modes, is timed in the same interleaved run. The deep page is reached with the cursor the
-  API issues after the row at 90% of the matching rows (or earlier, when fewer than a full page of
-  100 rows would follow, so both sizes compare full pages). Plans are `EXPLAIN (ANALYZE)` of the
-  exact SQL the API sent, captured from the driver.
-- **Memory**: a fresh process serves warm `GET /cities/{id}` (a list every tenth request) and
-  reports VmRSS after each step and VmHWM (peak), after `gc.collect()`.
-- **Fan-in** (`bench/fanin.py`): N worker processes stand in for N warm Lambda containers; each
-  imports the handler, waits for a common start, then serves its reads in process
-  (`GET /cities/{id}`, a 20-row list every fifth). Three deployments, each run once per round in
-  a new random order: a connection per request straight to PostgreSQL, a connection per request
-  through PgBouncer (Debian's, `pool_mode = transaction`, pool size 10, SCRAM: Neon's `-pooler`
-  endpoint), and `DB_CONNECTION_REUSE=1` through the same pooler. PgBouncer restarts before every
-  run, so each pays for filling its pool. Server CPU is the postmaster's, its live backends' and
-  its reaped backends' user + system time (`/proc`, 10 ms ticks) over the run, on a cluster of its
-  own that logs connections; server sessions are its `connection authorized` lines.
-- **TLS connect** (`python -m bench.tls_connect`): a throwaway SSL-capable PostgreSQL with a
-  certificate from a CA made for the run; each CA file has that CA appended so both verify the
-  same server. Instructions of N connects minus those of none, in a process of their own.
-"""
 
 
 def _ms(t: dict[str, float]) -> str:
@@ -69,7 +27,7 @@ def _verdict(t: dict[str, Any]) -> str:
 
 def _targets_rows(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     rows = []
-    for section in ("cold", "request", "scale", "artifact", "memory", "fanin"):
+    for section in ("cold", "request", "scale", "artifact", "memory", "fanin", "latency"):
         for name, t in (results.get(section) or {}).get("targets", {}).items():
             rows.append((name, t))
     return rows
@@ -152,223 +110,209 @@ def chart(results: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def render_markdown(results: dict[str, Any], png: str | None) -> str:
+TEMPLATE = Path(__file__).with_name("report.md")
+DESIGN_MEASUREMENTS = Path(__file__).with_name("design_measurements.md")
+NOT_RUN = "Not run (section not selected)."
+
+
+def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+            *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)]
+
+
+def _machine(results: dict[str, Any]) -> list[str]:
     m = results["machine"]
-    out = ["# Benchmarks", ""]
-    out.append(
-        "Generated by `make bench` (`python -m bench`); do not edit by hand, rerun it. "
-        "Figures are from one run on the machine below; see Method."
-    )
-    out += ["", "## Machine", ""]
-    out.append(f"- CPU: {m['cpu']}, {m['cores']} cores (shared with other work: noisy)")
-    out.append(f"- Python {m['python']} on {m['os']}")
+    out = [f"- CPU: {m['cpu']}, {m['cores']} cores (shared with other work: noisy)",
+           f"- Python {m['python']} on {m['os']}"]
     if "postgres" in m:
-        out.append(
-            f"- PostgreSQL {m['postgres']} (throwaway cluster, TCP + SCRAM), psycopg2 "
-            f"{m['psycopg2']}, pg_trgm available: {m['pg_trgm_available']}; migrations "
-            f"applied: {', '.join(m.get('migrations', []))}"
-        )
-    out.append(
-        f"- Load average at start {m['load_average_start']}, at end "
-        f"{m['load_average_end']}; the run took {m['duration_seconds']} s"
-    )
-    out.append(f"- Knobs: `{json.dumps(results['knobs'])}`")
-
-    out += ["", "## Targets", "", "| target | measured | limit | verdict |", "|---|---|---|---|"]
-    for name, t in _targets_rows(results):
-        out.append(f"| {name} | {t['value']} | {t['limit']} | {_verdict(t)} |")
-    if png:
-        out += ["", f"![latency per operation]({png})"]
-
-    if "cold" in results:
-        c = results["cold"]
-        out += ["", "## 1. Cold init", ""]
-        out += [
-            "| contender | import CPU (median) | IQR | import wall (median) | IQR "
-            "| whole process wall |",
-            "|---|---|---|---|---|---|",
-        ]
-        for name, t in c["cpu"].items():
-            w = c["import"][name]
-            out.append(
-                f"| {name} | {_ms(t)} | {_iqr(t)} | {_ms(w)} | {_iqr(w)} "
-                f"| {_ms(c['process'][name])} |"
-            )
-        out += [
-            "",
-            f"Wall-clock ratios of the same runs: {c['wall_ratios']['vs floor']}x the floor, "
-            f"{c['wall_ratios']['vs peer']}x the FastAPI peer.",
-        ]
-        if "instructions" in c:
-            counts = ", ".join(f"{name}: {n / 1e6:.0f}M" for name, n in c["instructions"].items())
-            out += [
-                "",
-                f"Instructions executed by the import (callgrind, beyond a bare interpreter "
-                f"start; the same count run after run, whatever the machine's load): {counts}. "
-                f"Ratios: {c['instruction_ratios']['vs floor']}x the floor, "
-                f"{c['instruction_ratios']['vs peer']}x the FastAPI peer.",
-            ]
-        out += ["", "`-X importtime` of `import handler`, self time per top-level package:", ""]
-        floor = dict(c["importtime_floor"]["packages"])
-        out += ["| package | handler (ms) | floor (ms) |", "|---|---|---|"]
-        for name, ms in c["importtime"]["packages"]:
-            out.append(f"| `{name}` | {ms} | {floor.get(name, '-')} |")
-        out += ["", "Largest single modules (self time):", ""]
-        out.append(", ".join(f"`{n}` {ms} ms" for n, ms in c["importtime"]["modules"][:10]))
-
-    if "request" in results:
-        r = results["request"]
-        out += ["", "## 2. Per request", ""]
-        out += ["| operation | median | IQR (ms) | x floor |", "|---|---|---|---|"]
-        for name, t in r["timings"].items():
-            out.append(f"| {name} | {_ms(t)} | {_iqr(t)} | {r['ratios'][name]} |")
-        out.append("")
-        out.append(
-            "`cities` is the default (a connection per request); `cities reuse` is "
-            "`DB_CONNECTION_REUSE=1` (one kept connection, checked before use); `LIST` is "
-            "`GET /cities?limit=100`. The one-route Flask app does the floor's work behind "
-            "serverless-wsgi and nothing of the project's: the framework's own share."
-        )
-
-    if "scale" in results:
-        s = results["scale"]
-        out += ["", "## 3. Scale", ""]
-        sizes = sorted(s["sizes"], key=int)
-        head = " | ".join(f"{int(n):,} rows" for n in sizes)
-        per_inv = " | ".join(f"{int(n):,} rows, per invocation" for n in sizes)
-        out += [f"| page | {head} | {per_inv} | plan at {int(sizes[-1]):,} rows |"]
-        out += ["|---|" + "---|" * 2 * len(sizes) + "---|"]
-        big = s["sizes"][sizes[-1]]
-        for name in big["timings"]:
-            cells = []
-            for key in ("timings", "timings_per_invocation"):
-                for n in sizes:
-                    t = s["sizes"][n].get(key, {}).get(name)
-                    cells.append(_ms(t) if t else "-")
-            plan = big["plans"][name]
-            shown = " > ".join(plan["nodes"])
-            flag = " (seq scan)" if plan["seq_scan"] else ""
-            out.append(f"| {name} | {' | '.join(cells)} | {shown}{flag} |")
-        out += ["", "Rows matching each filter and load time:", ""]
-        for n in sizes:
-            matches = ", ".join(f"{k}: {v:,}" for k, v in s["sizes"][n]["matches"].items())
-            loaded = s["sizes"][n]["load_seconds"]
-            out.append(f"- {int(n):,} rows (loaded in {loaded} s): {matches}")
-        out += ["", "Server-side execution time (EXPLAIN ANALYZE), ms:", ""]
-        out += ["| page | " + " | ".join(f"{int(n):,}" for n in sizes) + " |"]
-        out += ["|---|" + "---|" * len(sizes)]
-        for name in big["timings"]:
-            cells = []
-            for n in sizes:
-                plan = s["sizes"][n]["plans"].get(name)
-                cells.append(f"{plan['execution_ms']:.3f}" if plan else "-")
-            out.append(f"| {name} | {' | '.join(cells)} |")
-
-    art = results.get("artifact")
-    out += ["", "## 4. Artifact cold start", ""]
-    if not art:
-        out.append("Not run (section not selected).")
-    elif "skipped" in art:
-        out.append(f"Skipped: {art['skipped']}.")
-    else:
-        out.append(
-            f"`{art['artifact']}`: {art['zipped_mib']} MiB zipped, {art['unpacked_mib']} MiB "
-            f"unpacked (Lambda allows 50 MiB zipped, 250 MiB unpacked). `import handler` from "
-            f"the unpacked zip alone on Python {art['runtime_python']} with `-B -I -S`:"
-        )
-        out += [
-            "",
-            "| contender | import CPU (median) | IQR | import wall (median) | IQR |",
-            "|---|---|---|---|---|",
-        ]
-        for name, t in art["cpu"].items():
-            w = art["wall"][name]
-            out.append(f"| {name} | {_ms(t)} | {_iqr(t)} | {_ms(w)} | {_iqr(w)} |")
-
-    if "memory" in results:
-        mem = results["memory"]["modes"]
-        out += ["", "## 5. Memory", ""]
-        steps = sorted(next(iter(mem.values()))["steps"], key=int)
-        out += [
-            "| mode | after import | " + " | ".join(f"after {s} requests" for s in steps)
-            + " | peak |"
-        ]
-        out += ["|---|---|" + "---|" * len(steps) + "---|"]
-        for mode, r in mem.items():
-            cells = " | ".join(f"{r['steps'][s]:.1f} MiB" for s in steps)
-            out.append(f"| {mode} | {r['after_import']:.1f} MiB | {cells} | {r['peak']:.1f} MiB |")
-
-    fan = results.get("fanin")
-    if fan:
-        out += ["", "## 6. Fan-in: many containers, directly and through PgBouncer", ""]
-        if "skipped" in fan:
-            out.append(f"Skipped: {fan['skipped']}.")
-        else:
-            out.append(
-                f"{fan['processes']} concurrent processes x {fan['requests_per_process']} reads "
-                f"each, {fan['rounds']} rounds; PgBouncer pool size {fan['pool_size']}."
-            )
-            out += [
-                "",
-                "| deployment | server CPU per 1000 requests | server sessions per run "
-                "| PgBouncer CPU per 1000 requests | requests/s | errors |",
-                "|---|---|---|---|---|---|",
-            ]
-            for name, m in fan["modes"].items():
-                out.append(
-                    f"| {name} | {m['server_cpu_ms_per_1000']:.0f} ms | {m['sessions_per_run']} "
-                    f"| {m['pooler_cpu_ms_per_1000']:.0f} ms | {m['requests_per_second']} "
-                    f"| {m['errors']} of {m['requests']} |"
-                )
-
-    out += _tls_section(results.get("tls"))
-    if "runtime" in results:
-        from bench.runtime import render as render_runtime
-
-        out += render_runtime(results["runtime"])
-
-    out += (results.get("quota") or {}).get("markdown", [])  # bench/quota.py renders its own
-    notes = results.get("notes")
-    if notes:
-        out += ["", "## Findings", ""] + [f"- {n}" for n in notes]
-    out += ["", "## Method", "", METHOD]
-    # Figures the code's comments point to, taken once when a design was chosen (not re-run).
-    out += ["", DESIGN_MEASUREMENTS.read_text().rstrip()]
-    return "\n".join(out) + "\n"
-
-
-def _tls_section(tls: dict[str, Any] | None) -> list[str]:
-    """Client instructions per verified TLS connect, by the CA file libpq loads each time."""
-    if not tls:
-        return []
-    out = ["", "## 7. TLS connect: the CA file", ""]
-    if "skipped" in tls:
-        return [*out, f"Skipped: {tls['skipped']}."]
-    out += [
-        "Client instructions (callgrind) per `connect()` with `sslmode=verify-full&"
-        f"channel_binding=require` and SCRAM, mean of {tls['connects']} connects: libpq builds a "
-        "new TLS context per connection and parses its whole CA file each time.",
-        "",
-        "| CA file | certificates | instructions per connect |",
-        "|---|---|---|",
-    ]
-    for name in ("shipped roots", "system bundle"):
-        row = tls[name]
-        out.append(f"| {name} | {row['certificates']} | {row['instructions_m']}M |")
-    ratio = tls["system bundle"]["instructions_m"] / tls["shipped roots"]["instructions_m"]
-    out += ["", f"The system bundle (`{tls['bundle']}`, `sslrootcert=system`) costs {ratio:.2f}x "
-            "the shipped roots (cities/db/certs/roots.pem, the default) per connect."]
+        out.append(f"- PostgreSQL {m['postgres']} (throwaway cluster, TCP + SCRAM), psycopg2 "
+                   f"{m['psycopg2']}, pg_trgm available: {m['pg_trgm_available']}; migrations "
+                   f"applied: {', '.join(m.get('migrations', []))}")
+    out += [f"- Load average at start {m['load_average_start']}, at end "
+            f"{m['load_average_end']}; the run took {m['duration_seconds']} s",
+            f"- Knobs: `{json.dumps(results['knobs'])}`"]
     return out
 
 
-def render(results: dict[str, Any], output: Path) -> str:
-    """Write the report files; returns the text table for the terminal."""
-    from bench.findings import findings
+def _targets(results: dict[str, Any], png: str | None) -> list[str]:
+    rows = [[name, t["value"], t["limit"], _verdict(t)] for name, t in _targets_rows(results)]
+    out = _table(["target", "measured", "limit", "verdict"], rows)
+    return [*out, "", f"![latency per operation]({png})"] if png else out
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    results["notes"] = findings(results)
+
+def _cold(c: dict[str, Any]) -> list[str]:
+    out = _table(
+        ["contender", "import CPU (median)", "IQR", "import wall (median)", "IQR",
+         "whole process wall"],
+        [[name, _ms(t), _iqr(t), _ms(c["import"][name]), _iqr(c["import"][name]),
+          _ms(c["process"][name])] for name, t in c["cpu"].items()])
+    out += ["", f"Wall-clock ratios of the same runs: {c['wall_ratios']['vs floor']}x the floor, "
+            f"{c['wall_ratios']['vs peer']}x the FastAPI peer."]
+    if "instructions" in c:
+        counts = ", ".join(f"{name}: {n / 1e6:.0f}M" for name, n in c["instructions"].items())
+        out += ["", f"Instructions executed by the import (callgrind, beyond a bare interpreter "
+                f"start): {counts}. Ratios: {c['instruction_ratios']['vs floor']}x the floor, "
+                f"{c['instruction_ratios']['vs peer']}x the FastAPI peer."]
+    out += ["", "`-X importtime` of `import handler`, self time per top-level package:", ""]
+    floor = dict(c["importtime_floor"]["packages"])
+    out += _table(["package", "handler (ms)", "floor (ms)"],
+                  [[f"`{n}`", ms, floor.get(n, "-")] for n, ms in c["importtime"]["packages"]])
+    out += ["", "Largest single modules (self time): " + ", ".join(
+        f"`{n}` {ms} ms" for n, ms in c["importtime"]["modules"][:10])]
+    return out + _cold_parts(c.get("parts"), c.get("instructions", {}))
+
+
+def _cold_parts(parts: dict[str, Any] | None, instructions: dict[str, int]) -> list[str]:
+    if not parts:
+        return []
+    sub, tokens = parts["subpackages"], parts["jwt"]
+    whole = next(iter(instructions.values()), None)
+    share = (lambda n: f"{100 * n / whole:.1f}%") if whole else (lambda n: "-")
+    out = ["", "### The project's own import, per subpackage", "",
+           "Instructions (callgrind) of the modules of each subpackage that `import handler` "
+           "loads, every third-party module already imported, in dependency order (a module "
+           "counts where it is first loaded); `handler` is handler.py and `create_app`:", ""]
+    out += _table(["part", "modules", "instructions", "of `import handler`"],
+                  [[f"`{n}`", sub["modules"][n], f"{i / 1e6:.1f}M", share(i)]
+                   for n, i in sub["instructions"].items()]
+                  + [["all of the project's own", sum(sub["modules"].values()),
+                      f"{sub['project'] / 1e6:.1f}M", share(sub["project"])]])
+    out += ["", "### Bearer tokens (JWT/OIDC)", ""]
+    with_oidc = tokens["import_handler_with_oidc"] / tokens["import_handler"]
+    out += _table(["what", "instructions"], [
+        ["`import handler` (whole process start), no issuer configured",
+         f"{tokens['import_handler'] / 1e6:.1f}M"],
+        ["the same with `JWT_ISSUER` and `JWT_AUDIENCE` set",
+         f"{tokens['import_handler_with_oidc'] / 1e6:.1f}M ({with_oidc:.3f}x)"],
+        ["first token: of which the lazy imports (PyJWT, cryptography)",
+         f"{tokens['lazy_imports'] / 1e6:.1f}M"],
+        ["first token: all (imports, discovery + JWKS over HTTP, RS256 check)",
+         f"{tokens['first_token'] / 1e6:.1f}M"],
+        ["next token (keys cached)", f"{tokens['next_token'] / 1e6:.2f}M"],
+    ])
+    loaded = "is" if tokens["verifier_imported_at_init"] else "is not"
+    out += ["", f"With an issuer configured, PyJWT {loaded} imported by `import handler`."]
+    return out
+
+
+def _request(r: dict[str, Any]) -> list[str]:
+    return _table(["operation", "median", "IQR (ms)", "x floor"],
+                  [[name, _ms(t), _iqr(t), r["ratios"][name]] for name, t in r["timings"].items()])
+
+
+def _scale(s: dict[str, Any]) -> list[str]:
+    sizes = sorted(s["sizes"], key=int)
+    big = s["sizes"][sizes[-1]]
+    head = ["page", *(f"{int(n):,} rows" for n in sizes),
+            *(f"{int(n):,} rows, per invocation" for n in sizes),
+            f"plan at {int(sizes[-1]):,} rows"]
+    rows = []
+    for name in big["timings"]:
+        cells = [_ms(t) if (t := s["sizes"][n].get(key, {}).get(name)) else "-"
+                 for key in ("timings", "timings_per_invocation") for n in sizes]
+        plan = big["plans"][name]
+        rows.append([name, *cells,
+                     " > ".join(plan["nodes"]) + (" (seq scan)" if plan["seq_scan"] else "")])
+    out = [*_table(head, rows), "", "Rows matching each filter and load time:", ""]
+    for n in sizes:
+        matches = ", ".join(f"{k}: {v:,}" for k, v in s["sizes"][n]["matches"].items())
+        out.append(f"- {int(n):,} rows (loaded in {s['sizes'][n]['load_seconds']} s): {matches}")
+    out += ["", "Server-side execution time (EXPLAIN ANALYZE), ms:", ""]
+    out += _table(["page", *(f"{int(n):,}" for n in sizes)], [
+        [name, *(f"{p['execution_ms']:.3f}" if (p := s["sizes"][n]["plans"].get(name)) else "-"
+                 for n in sizes)] for name in big["timings"]])
+    return out
+
+
+def _artifact(art: dict[str, Any]) -> list[str]:
+    if "skipped" in art:
+        return [f"Skipped: {art['skipped']}."]
+    out = [f"`{art['artifact']}`: {art['zipped_mib']} MiB zipped, {art['unpacked_mib']} MiB "
+           f"unpacked (Lambda allows 50 MiB zipped, 250 MiB unpacked). `import handler` from the "
+           f"unpacked zip alone on Python {art['runtime_python']} with `-B -I -S`:", ""]
+    return out + _table(
+        ["contender", "import CPU (median)", "IQR", "import wall (median)", "IQR"],
+        [[n, _ms(t), _iqr(t), _ms(art["wall"][n]), _iqr(art["wall"][n])]
+         for n, t in art["cpu"].items()])
+
+
+def _memory(mem: dict[str, Any]) -> list[str]:
+    steps = sorted(next(iter(mem["modes"].values()))["steps"], key=int)
+    return _table(
+        ["mode", "after import", *(f"after {s} requests" for s in steps), "peak"],
+        [[mode, f"{r['after_import']:.1f} MiB", *(f"{r['steps'][s]:.1f} MiB" for s in steps),
+          f"{r['peak']:.1f} MiB"] for mode, r in mem["modes"].items()])
+
+
+def _fanin(fan: dict[str, Any]) -> list[str]:
+    if "skipped" in fan:
+        return [f"Skipped: {fan['skipped']}."]
+    out = [f"{fan['processes']} concurrent processes x {fan['requests_per_process']} reads each, "
+           f"{fan['rounds']} rounds; PgBouncer pool size {fan['pool_size']}, its auth_file "
+           "holding the SCRAM verifier.", ""]
+    return out + _table(
+        ["deployment", "server CPU per 1000 requests", "server sessions per run",
+         "PgBouncer CPU per 1000 requests", "requests/s", "errors"],
+        [[name, f"{m['server_cpu_ms_per_1000']:.0f} ms", m["sessions_per_run"],
+          f"{m['pooler_cpu_ms_per_1000']:.0f} ms", m["requests_per_second"],
+          f"{m['errors']} of {m['requests']}"] for name, m in fan["modes"].items()])
+
+
+def _tls(tls: dict[str, Any]) -> list[str]:
+    if "skipped" in tls:
+        return [f"Skipped: {tls['skipped']}."]
+    out = ["Client instructions (callgrind) per `connect()` with `sslmode=verify-full&"
+           f"channel_binding=require` and SCRAM, mean of {tls['connects']} connects: libpq builds "
+           "a new TLS context per connection and parses its whole CA file each time.", ""]
+    out += _table(["CA file", "certificates", "instructions per connect"],
+                  [[n, tls[n]["certificates"], f"{tls[n]['instructions_m']}M"]
+                   for n in ("shipped roots", "system bundle")])
+    ratio = tls["system bundle"]["instructions_m"] / tls["shipped roots"]["instructions_m"]
+    return [*out, "", f"The system bundle (`{tls['bundle']}`, `sslrootcert=system`) costs "
+            f"{ratio:.2f}x the shipped roots (cities/db/certs/roots.pem, the default) per connect."]
+
+
+def _latency(lat: dict[str, Any]) -> list[str]:
+    if "skipped" in lat:
+        return [f"Skipped: {lat['skipped']}."]
+    rows = []
+    for name, by_rtt in lat["paths"].items():
+        for rtt, row in by_rtt.items():
+            app, raw = row["app"], row["psycopg2"]
+            rows.append([name, f"{rtt} ms" + (f" ({row['delivered_rtt_ms']})" if int(rtt) else ""),
+                         f"{_ms(app)} ({_iqr(app)})", app["round_trips"],
+                         f"{_ms(raw)} ({_iqr(raw)})", raw["round_trips"],
+                         f"{row['floor_ms']:.2f} ms", f"{row['ratio']}x"])
+    return ["`GET /cities/{id}` through serverless-wsgi (the API) and psycopg2 alone doing the "
+            "same work, through the delay proxy; RTT nominal (as delivered, ms):", "",
+            *_table(["path", "RTT", "API: median (IQR)", "API round trips",
+                     "psycopg2 alone: median (IQR)", "its round trips", "floor", "API x floor"],
+                    rows)]
+
+
+def render_markdown(results: dict[str, Any], png: str | None) -> str:
+    from bench.findings import findings
+    from bench.runtime import render as render_runtime
+
+    sections = {"cold": _cold, "request": _request, "scale": _scale, "artifact": _artifact,
+                "memory": _memory, "fanin": _fanin, "tls": _tls, "latency": _latency}
+    fields = {name: "\n".join(build(results[name])) if results.get(name) else NOT_RUN
+              for name, build in sections.items()}
+    fields["runtime"] = ("\n".join(render_runtime(results["runtime"])).strip()
+                         if "runtime" in results else NOT_RUN)
+    fields["machine"] = "\n".join(_machine(results))
+    fields["targets"] = "\n".join(_targets(results, png))
+    fields["quota"] = ("\n".join(results["quota"]["markdown"][3:]).strip()
+                       if "quota" in results else NOT_RUN)  # bench/quota.py renders its own
+    fields["findings"] = "\n".join(f"- {n}" for n in findings(results))
+    # Figures the code's comments point to, taken once when a design was chosen (not re-run).
+    fields["design"] = DESIGN_MEASUREMENTS.read_text().rstrip()
+    return Template(TEMPLATE.read_text()).substitute(fields)
+
+
+def render(results: dict[str, Any], output: Path) -> str:
+    """Write the report and its chart beside the run's JSON; returns the terminal's table."""
     png_path = output.with_suffix(".png")
     png = png_path.name if chart(results, png_path) else None
-    output.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
     output.write_text(render_markdown(results, png))
     return render_text(results)

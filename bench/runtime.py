@@ -123,7 +123,7 @@ def bench_runtime(runs: int) -> dict[str, Any]:
 
 def render(result: dict[str, Any]) -> list[str]:
     """The report's markdown lines for this section."""
-    out = ["", "## 8. Runtime and architecture", ""]
+    out: list[str] = []
     cold, zips = result["cold"], result["zips"]
     if "skipped" in cold:
         out.append(f"Cold import per Python: skipped: {cold['skipped']}.")
@@ -181,9 +181,3 @@ def verdict(result: dict[str, Any]) -> list[str]:
         )
     return lines
 
-
-if __name__ == "__main__":
-    import json
-    import sys
-
-    print(json.dumps(bench_runtime(int(sys.argv[1]) if len(sys.argv) > 1 else 60), indent=2))

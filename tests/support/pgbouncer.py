@@ -4,7 +4,10 @@
 This is the production path on Neon (its `-pooler` endpoint is PgBouncer in transaction mode),
 so the tests and the benchmark run through one: Debian's `pgbouncer` package. PgBouncer refuses
 to run as root; it runs as the cluster's system user. Clients authenticate with SCRAM when the
-cluster has a password, as on Neon.
+cluster has a password, as on Neon. Its `auth_file` holds the plain password unless told to keep
+the server's SCRAM verifier (`verifier=True`), as Neon's pooler does: with a plain password
+PgBouncer derives a verifier (4096 rounds of PBKDF2) on every login, which the benchmark's
+fan-in must not count as the cost of a login.
 """
 
 from __future__ import annotations
@@ -32,8 +35,13 @@ class PgBouncer:
     """PgBouncer on a free port of 127.0.0.1, pooling every database of `cluster`."""
 
     def __init__(self, cluster: Cluster, root: Path, *, pool_size: int = 10,
-                 max_client_conn: int = 1000, **extra: object) -> None:
-        """`extra` settings add to or override the [pgbouncer] section (e.g. server_login_retry)."""
+                 max_client_conn: int = 1000, verifier: bool = False, **extra: object) -> None:
+        """`extra` settings add to or override the [pgbouncer] section (e.g. server_login_retry).
+
+        `verifier`: keep the role's SCRAM verifier, read from the running cluster's pg_authid
+        (the same salt and iterations, so PgBouncer logs in to the server with the client's
+        proof), instead of the plain password.
+        """
         binary = pgbouncer_binary()
         if binary is None:
             raise RuntimeError("pgbouncer is not installed")
@@ -45,6 +53,8 @@ class PgBouncer:
         root.mkdir(parents=True, exist_ok=True)
         self.log = root / "pgbouncer.log"
         password = cluster.password
+        if password and verifier:
+            password = cluster.scram_verifier()
         users = f'"postgres" "{password}"\n' if password else '"postgres" ""\n'
         (root / "userlist.txt").write_text(users)
         settings = {

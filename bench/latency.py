@@ -1,0 +1,216 @@
+"""Latency at emulated round-trip times: a GET against its physical floor, round trips counted.
+
+Lambda and Neon in one region are about 1 ms apart, in two regions 20 ms or more; locally they
+are microseconds apart, which hides what the client's round trips cost. The delay proxy
+(bench/delay_proxy.py, a process of its own) adds the RTT and counts round trips in front of a
+TLS PostgreSQL and of a PgBouncer serving TLS (its auth_file holding the SCRAM verifier, as
+Neon's pooler). For each path, `GET /cities/{id}` through serverless-wsgi is timed at RTT 0, 1
+and 20 ms, beside psycopg2 alone doing the same work (the same URL, one statement, autocommit):
+
+- a new TLS connection per request (`sslmode=verify-full`, and `channel_binding=require` where
+  the server offers it: not PgBouncer 1.18), direct and through PgBouncer: TCP, SSLRequest,
+  TLS 1.3, startup and two SCRAM legs, the query;
+- a kept connection (`DB_CONNECTION_REUSE=1`), direct and through PgBouncer: the query alone.
+
+The floor of a path at RTT r is the round trips psycopg2 alone needs there (counted) x r, plus
+what it takes at no added RTT (server time and the client's own TLS and SCRAM CPU, which no
+client avoids), both measured in this run; r is the RTT the proxy delivered (the nominal one
+plus its median lateness each way, as the proxy measured it). Every contender runs once per
+round, in a new random order each round, so background load falls on all alike; figures are
+medians.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RTTS_MS = (0, 1, 20)
+ROWS = 1000
+TARGETS = {"new": 1.10, "kept": 1.2}  # the issue's limits, x the floor
+# PgBouncer 1.18 offers no channel binding (SCRAM-SHA-256-PLUS); Neon's proxy does.
+BINDING = {"direct": "&channel_binding=require", "pooler": ""}
+PATHS = {
+    "new TLS connection, direct": ("direct", "new"),
+    "new TLS connection, through PgBouncer": ("pooler", "new"),
+    "kept connection, direct": ("direct", "kept"),
+    "kept connection, through PgBouncer": ("pooler", "kept"),
+}
+
+
+class DelayProxy:
+    """The proxy process, driven over its stdin/stdout."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.delay_proxy"], cwd=ROOT, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def _ask(self, line: str) -> str:
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+        return self.process.stdout.readline().strip()
+
+    def listen(self, upstream: int, rtt_ms: float) -> int:
+        return int(self._ask(f"listen {upstream} {rtt_ms}"))
+
+    def counts(self) -> dict[int, dict[str, Any]]:
+        import json
+
+        return {int(port): c for port, c in json.loads(self._ask("counts")).items()}
+
+    def stop(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(10)
+
+
+def _seed(url: str) -> None:
+    import psycopg2
+
+    from cities.db.migrate import migrate
+
+    migrate(url)
+    conn = psycopg2.connect(url)
+    with conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO city (name, state) SELECT 'Far ' || i, 'Away' "
+                    "FROM generate_series(1, %s) i", (ROWS,))
+    conn.close()
+
+
+def bench_latency(runs: int, interleaved: Callable[..., dict]) -> dict[str, Any]:
+    """Every path at every RTT, `runs` interleaved rounds; floors, ratios and round trips."""
+    import trustme
+
+    from tests.support.pg_cluster import ssl_capable_bindir, throwaway_cluster
+    from tests.support.pgbouncer import PgBouncer, pgbouncer_binary
+
+    bindir = ssl_capable_bindir()
+    if bindir is None or pgbouncer_binary() is None:
+        return {"skipped": "needs an SSL-capable PostgreSQL (Debian's postgresql) and pgbouncer"}
+    ca = trustme.CA()
+    work = Path(tempfile.mkdtemp(prefix="cities-latency-"))
+    proxy = None
+    try:
+        ca_file = work / "ca.pem"
+        ca.cert_pem.write_to_path(str(ca_file))
+        ca_file.chmod(0o644)
+        with throwaway_cluster({"max_connections": "60"}, bindir=bindir, tls=ca) as cluster:
+            _seed(cluster.create_database("cities_latency"))
+            cert = ca.issue_cert("127.0.0.1", "localhost")
+            cert_file = cluster.add_file("pooler.crt", cert.cert_chain_pems[0].bytes())
+            key_file = cluster.add_file("pooler.key", cert.private_key_pem.bytes())
+            bouncer = PgBouncer(cluster, cluster.data.parent / "bouncer", pool_size=4,
+                                verifier=True, client_tls_sslmode="require",
+                                client_tls_cert_file=cert_file, client_tls_key_file=key_file)
+            bouncer.start()
+            proxy = DelayProxy()
+            try:
+                return _measure(runs, interleaved, cluster, bouncer, proxy, ca_file)
+            finally:
+                proxy.stop()
+                bouncer.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _measure(runs: int, interleaved: Callable[..., dict], cluster: Any, bouncer: Any,
+             proxy: DelayProxy, ca_file: Path) -> dict[str, Any]:
+    """Each contender on a listener of its own, so the round trips counted there are its own."""
+    upstream = {"direct": cluster.port, "pooler": bouncer.port}
+    rng = random.Random(19)
+    ids = [rng.randint(1, ROWS) for _ in range(runs + 10)]
+    ports: dict[tuple, int] = {}
+    contenders: dict[tuple, Callable[[int], None]] = {}
+    kept: list[Any] = []
+    for name, (target, mode) in PATHS.items():
+        for rtt in RTTS_MS:
+            for kind in ("app", "psycopg2"):
+                port = ports[(name, rtt, kind)] = proxy.listen(upstream[target], rtt)
+                url = (f"postgresql://postgres:{cluster.password}@127.0.0.1:{port}/"
+                       f"cities_latency?sslmode=verify-full&sslrootcert={ca_file}"
+                       + BINDING[target])
+                contenders[(name, rtt, kind)] = _one(url, mode, kind, ids, kept)
+    try:
+        for get in contenders.values():  # warm: bytecode, kept connections, PgBouncer's pool
+            for r in range(3):
+                get(runs + r)
+        before = proxy.counts()
+        timings = interleaved(contenders, runs, warmup=0)
+        after = proxy.counts()
+    finally:
+        for conn in kept:
+            conn.close()
+    return _summarize(timings, ports, before, after, runs)
+
+
+def _one(url: str, mode: str, kind: str, ids: list[int], kept: list[Any]) -> Callable[[int], None]:
+    import psycopg2
+    import serverless_wsgi
+
+    from cities import create_app
+    from cities.resources.city import CITY
+    from tests.support.lambda_events import http_api_event
+
+    if kind == "app":
+        app = create_app({"DATABASE_URL": url, "DB_CONNECTION_REUSE": mode == "kept",
+                          "LOG_LEVEL": "WARNING"})
+        events = [http_api_event("GET", f"/cities/{i}") for i in ids]
+
+        def app_get(r: int) -> None:
+            reply = serverless_wsgi.handle_request(app, events[r], None)
+            if reply["statusCode"] != 200:
+                raise RuntimeError(f"latency GET answered {reply['statusCode']}: {reply}")
+        return app_get
+    if mode == "kept":
+        conn = psycopg2.connect(url, application_name="floor")
+        conn.autocommit = True
+        kept.append(conn)
+
+        def kept_get(r: int) -> None:
+            with conn.cursor() as cur:
+                cur.execute(CITY.select_by_id, (ids[r],))
+                cur.fetchone()
+        return kept_get
+
+    def new_get(r: int) -> None:
+        conn = psycopg2.connect(url, application_name="floor")
+        conn.autocommit = True  # one statement, one round trip: no BEGIN first
+        with conn.cursor() as cur:
+            cur.execute(CITY.select_by_id, (ids[r],))
+            cur.fetchone()
+        conn.close()
+    return new_get
+
+
+def _summarize(timings: dict, ports: dict, before: dict, after: dict,
+               calls: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"rtts_ms": list(RTTS_MS), "paths": {}, "targets": {}}
+    for name, (_, mode) in PATHS.items():
+        rows = {}
+        zero = timings[(name, 0, "psycopg2")]["median"]
+        for rtt in RTTS_MS:
+            row: dict[str, Any] = {}
+            for kind in ("app", "psycopg2"):
+                port = ports[(name, rtt, kind)]
+                trips = after[port]["round_trips"] - before.get(port, {}).get("round_trips", 0)
+                row[kind] = {**timings[(name, rtt, kind)], "round_trips": round(trips / calls, 2),
+                             "late_us": after[port]["late_us"]}
+            # The RTT the proxy really delivered: nominal, plus its lateness in both directions.
+            delivered = rtt + 2 * row["psycopg2"]["late_us"] / 1000 if rtt else 0.0
+            row["delivered_rtt_ms"] = round(delivered, 3)
+            row["floor_ms"] = round(row["psycopg2"]["round_trips"] * delivered + zero, 3)
+            row["ratio"] = round(row["app"]["median"] / row["floor_ms"], 3)
+            rows[str(rtt)] = row
+            if rtt:
+                limit = TARGETS[mode]
+                out["targets"][f"{name} at {rtt} ms RTT vs its floor (<= {limit}x)"] = {
+                    "value": row["ratio"], "limit": limit, "met": row["ratio"] <= limit}
+        out["paths"][name] = rows
+    return out
