@@ -187,6 +187,16 @@ def bench_fanin(cluster: Any, processes: int, requests: int, rounds: int,
     return out
 
 
+def run_fanin(processes: int, requests: int, rounds: int) -> dict[str, Any]:
+    """The section, on a cluster of its own, which logs each connection (to count sessions)."""
+    from bench.common import cold_env, log
+    from tests.support.pg_cluster import throwaway_cluster
+
+    log(f"fan-in: {processes} processes x {requests} reads, 3 modes, {rounds} rounds")
+    with throwaway_cluster({"max_connections": "100", "log_connections": "on"}) as cluster:
+        return bench_fanin(cluster, processes, requests, rounds, cold_env())
+
+
 def _seed(url: str) -> None:
     import psycopg2
 

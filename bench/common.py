@@ -1,0 +1,65 @@
+"""What every bench section shares: the log line, medians of interleaved runs, targets as ratios.
+
+One place, so every section times, summarizes and judges the same way (see bench/__main__.py).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DUMMY_URL = "postgresql://bench:unused@127.0.0.1:9/bench"  # init never connects
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    """Median and quartiles in milliseconds (samples are in seconds)."""
+    ms = sorted(s * 1000 for s in samples)
+    q = statistics.quantiles(ms, n=4) if len(ms) > 1 else [ms[0]] * 3
+    return {"median": statistics.median(ms), "q1": q[0], "q3": q[2], "n": len(ms)}
+
+
+def interleaved(
+    contenders: dict[Any, Callable[[int], Any]], rounds: int, warmup: int = 5
+) -> dict[Any, dict[str, float]]:
+    """Time each contender once per round, in a new random order every round."""
+    samples: dict[Any, list[float]] = defaultdict(list)
+    names = list(contenders)
+    rng = random.Random(5)
+    for r in range(warmup + rounds):
+        rng.shuffle(names)
+        for name in names:
+            start = time.perf_counter()
+            contenders[name](r)
+            elapsed = time.perf_counter() - start
+            if r >= warmup:
+                samples[name].append(elapsed)
+    return {name: summary(samples[name]) for name in contenders}
+
+
+def target(value: float, limit: float, *, below: bool = False) -> dict[str, Any]:
+    met = value < limit if below else value <= limit
+    return {"value": round(value, 3), "limit": limit, "met": met}
+
+
+def expect(reply: dict[str, Any], status: int) -> None:
+    """Fail the run on a wrong status: a timed error page would be a figure of nothing."""
+    if reply["statusCode"] != status:
+        raise RuntimeError(f"expected {status}, got {reply['statusCode']}: {reply.get('body')}")
+
+
+def cold_env() -> dict[str, str]:
+    """A measured interpreter's environment: no DB_ or PYTHON setting of this shell leaks in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "PYTHON"))}
+    env.update(DATABASE_URL=DUMMY_URL, LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT))
+    return env
