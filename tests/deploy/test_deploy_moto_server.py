@@ -231,7 +231,10 @@ def test_make_deploy_creates_the_stack_through_change_sets(deployed: dict, moto:
 def test_the_stack_holds_every_resource_the_template_declares(deployed: dict, moto: dict) -> None:
     """Every resource of the prod template whose condition holds, but the types moto skips."""
     template = deployed["template"]
-    conditions = {"AlarmsOn": True, "AlertEmailSet": False}  # prod: alarms on, no address
+    # prod: alarms on, no address; no CloudFront, kill switch or tracing (all opt-in).
+    conditions = {"AlarmsOn": True, "AlertEmailSet": False, "CdnOn": False, "TracingOn": False,
+                  "KillSwitchOn": False, "KillSwitchBudgetOn": False, "KillSwitchByTag": False,
+                  "KillSwitchRequestsOn": False}
     assert set(template["Conditions"]) == set(conditions)
     expected = {name: r["Type"] for name, r in template["Resources"].items()
                 if conditions.get(r.get("Condition"), True) and r["Type"] not in MOTO_SKIPS}
