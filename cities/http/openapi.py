@@ -12,7 +12,7 @@ from typing import Any
 from cities.http.errors import BODY_LIMIT, CODES, MESSAGES
 from cities.http.idempotency import KEY_PATTERN, TTL
 from cities.http.listing import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
-from cities.http.quota import describe as with_write_quotas
+from cities.http.quota import RATE_LIMIT_FIELDS
 from cities.resources.resource import ID, TIMESTAMPS, Resource
 from cities.resources.validation import ID_SCHEMA
 
@@ -64,6 +64,13 @@ _ERRORS: dict[str, dict] = {
     "415": _error_ref("Body is not `application/json` (UTF-8).", status=415),
     "428": _error_ref("The server requires If-Match on writes (REQUIRE_IF_MATCH).", status=428),
     "500": _error_ref("Unexpected server error.", status=500),
+    "429": _error_ref(
+        "The writer has used its quota for this window (WRITE_QUOTA); nothing was written. "
+        "Retry after `Retry-After` seconds, the time left in the window.",
+        extra={"Retry-After": {"description": "Seconds until the writer's window ends.",
+                               "schema": {"type": "string"}}, **RATE_LIMIT_FIELDS},
+        status=429,
+    ),
     "503": _error_ref("Database unreachable or schema not migrated.", retry=True, status=503),
 }
 
@@ -89,6 +96,10 @@ def _responses(
             for r in resource.references)
     errors["422"] = _error_ref(invalid, example=_error_example(422, details=[
         {"field": resource.fields[0].name, "in": "body", "message": "must not be empty"}]))
+    if "429" in codes:  # a write, counted against its writer's quota: its success says how much
+        success = {status: {**response, "headers": {**response.get("headers", {}),
+                                                    **RATE_LIMIT_FIELDS}}
+                   for status, response in success.items()}
     return {**success, **{code: errors[code] for code in (*codes, "500", "503")}}
 
 
@@ -336,7 +347,7 @@ def _create_operation(resource: Resource) -> dict:
         "parameters": [idempotency_key],
         "requestBody": _body(f"{resource.title}Input", _examples(resource)),
         "responses": _responses(resource, {"201": created},
-                                "400", "401", "403", "409", "413", "415", "422"),
+                                "400", "401", "403", "409", "413", "415", "422", "429"),
     }
 
 
@@ -369,7 +380,7 @@ def _write_operation(
         "responses": _responses(
             resource,
             {"200": _item_response(resource, f"The updated {resource.singular}.")},
-            "400", "401", "403", "404", "409", "412", "413", "415", "422", "428",
+            "400", "401", "403", "404", "409", "412", "413", "415", "422", "428", "429",
         ),
     }
 
@@ -407,7 +418,7 @@ def _delete_operation(resource: Resource) -> dict:
         "parameters": [_id_param(resource), _IF_MATCH, _IF_NONE_MATCH],
         "responses": _responses(
             resource, {"200": _item_response(resource, f"The deleted {resource.singular}.")},
-            "401", "403", "404", *referenced, "412", "428", conflict=referenced_conflict,
+            "401", "403", "404", *referenced, "412", "428", "429", conflict=referenced_conflict,
         ),
     }
 
@@ -488,7 +499,7 @@ def document(resources: Iterable[Resource]) -> dict[str, Any]:
     for resource in resources:
         paths.update(_paths(resource))
         schemas.update(_schemas(resource))
-    return with_write_quotas({
+    return {
         "openapi": "3.1.0",
         "info": {
             "title": "cities",
@@ -504,4 +515,4 @@ def document(resources: Iterable[Resource]) -> dict[str, Any]:
             "securitySchemes": _SECURITY_SCHEMES,
             "schemas": {**schemas, "Error": _error_schema()},
         },
-    })
+    }

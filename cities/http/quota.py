@@ -148,7 +148,9 @@ def init_app(app: Flask) -> None:
     app.after_request(add_fields)
 
 
-_FIELDS_DOC = {
+# The two fields as the OpenAPI document describes them (cities/http/openapi.py: every write's
+# success and its 429).
+RATE_LIMIT_FIELDS = {
     "RateLimit-Policy": {
         "description": "The writer's quota policy (draft-ietf-httpapi-ratelimit-headers-11): "
         '`"writes";q=<writes>;w=<seconds>`. Sent when the server sets WRITE_QUOTA or the writer '
@@ -162,33 +164,3 @@ _FIELDS_DOC = {
         "schema": {"type": "string", "examples": [limit_field(42, 1800)]},
     },
 }
-
-
-def describe(document: dict[str, Any]) -> dict[str, Any]:
-    """The OpenAPI document with the quota's fields on each write's success and its 429."""
-    from cities.http.errors import CODES, MESSAGES
-
-    too_many = {
-        "description": "The writer has used its quota for this window (WRITE_QUOTA); nothing "
-        "was written. Retry after `Retry-After` seconds, the time left in the window.",
-        "headers": {
-            "Retry-After": {"description": "Seconds until the writer's window ends.",
-                            "schema": {"type": "string"}},
-            **_FIELDS_DOC,
-        },
-        "content": {"application/json": {
-            "schema": {"$ref": "#/components/schemas/Error"},
-            "example": {"error": {"code": CODES[429], "message": MESSAGES[429], "details": []}},
-        }},
-    }
-    for operations in document["paths"].values():
-        for operation in operations.values():
-            if "security" not in operation:  # reads are public, and have no quota
-                continue
-            responses = operation["responses"]
-            for status, response in responses.items():
-                if status.startswith("2"):
-                    response["headers"] = {**response.get("headers", {}), **_FIELDS_DOC}
-            responses["429"] = too_many
-            operation["responses"] = dict(sorted(responses.items()))
-    return document
