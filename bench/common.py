@@ -30,12 +30,12 @@ def summary(samples: list[float]) -> dict[str, float]:
 
 
 def interleaved(
-    contenders: dict[Any, Callable[[int], Any]], rounds: int, warmup: int = 5
+    contenders: dict[Any, Callable[[int], Any]], rounds: int, warmup: int = 5, seed: int = 5
 ) -> dict[Any, dict[str, float]]:
-    """Time each contender once per round, in a new random order every round."""
+    """Time each contender once per round, in a new random order every round (from `seed`)."""
     samples: dict[Any, list[float]] = defaultdict(list)
     names = list(contenders)
-    rng = random.Random(5)
+    rng = random.Random(seed)
     for r in range(warmup + rounds):
         rng.shuffle(names)
         for name in names:

@@ -16,29 +16,18 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
-import statistics
 import sys
-import time
-from collections import defaultdict
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.common import ROOT, expect, interleaved
+
 KEYS = ("bench:bench-key",)
 AUTH = {"authorization": "Bearer bench-key"}
 MODES = {"off": {}, "on": {"WRITE_QUOTA": 1_000_000_000, "WRITE_QUOTA_WINDOW": 3600}}
 ROUNDS = int(os.environ.get("BENCH_QUOTA_ROUNDS") or 300)
 CALLGRIND_WRITES = 40
-
-
-def _summary(samples: list[float]) -> dict[str, float]:
-    ms = sorted(s * 1000 for s in samples)
-    q1, _, q3 = statistics.quantiles(ms, n=4)
-    return {"median": round(statistics.median(ms), 3), "q1": round(q1, 3), "q3": round(q3, 3),
-            "n": len(ms)}
 
 
 def _apps(url: str, reuse: bool) -> dict[str, Callable[[dict], dict]]:
@@ -66,37 +55,17 @@ def _writes(apis: dict[str, Callable[[dict], dict]], label: str) -> dict[str, Ca
         city = json.loads(first["body"])["id"]
 
         def post(r: int, api: Any = api, tag: str = tag) -> None:
-            _expect(api(http_api_event("POST", "/cities", {"name": f"Post {tag} {r}",
+            expect(api(http_api_event("POST", "/cities", {"name": f"Post {tag} {r}",
                                                            "state": "Bench"}, headers=AUTH)), 201)
 
         def put(r: int, api: Any = api, tag: str = tag, city: int = city) -> None:
-            _expect(api(http_api_event("PUT", f"/cities/{city}", {"name": f"Put {tag} {r}",
+            expect(api(http_api_event("PUT", f"/cities/{city}", {"name": f"Put {tag} {r}",
                                                                   "state": "B"}, headers=AUTH)),
                     200)
 
         contenders[f"POST {label}, quotas {mode}"] = post
         contenders[f"PUT {label}, quotas {mode}"] = put
     return contenders
-
-
-def _expect(reply: dict[str, Any], status: int) -> None:
-    if reply["statusCode"] != status:
-        raise RuntimeError(f"expected {status}, got {reply['statusCode']}: {reply.get('body')}")
-
-
-def _interleaved(contenders: dict[str, Callable[[int], Any]], rounds: int,
-                 warmup: int = 10) -> dict[str, dict[str, float]]:
-    samples: dict[str, list[float]] = defaultdict(list)
-    names = list(contenders)
-    rng = random.Random(23)
-    for r in range(warmup + rounds):
-        rng.shuffle(names)
-        for name in names:
-            start = time.perf_counter()
-            contenders[name](r)
-            if r >= warmup:
-                samples[name].append(time.perf_counter() - start)
-    return {name: _summary(samples[name]) for name in contenders}
 
 
 def _callgrind(url: str) -> dict[str, int] | None:
@@ -123,10 +92,10 @@ def _write_many(mode: str, writes: int) -> None:
 
     (api,) = [a for m, a in _apps(os.environ["DATABASE_URL"], True).items() if m == mode]
     tag = f"cg-{mode}-{writes}-{os.getpid()}"
-    _expect(api(http_api_event("POST", "/cities", {"name": f"{tag} warm", "state": "B"},
+    expect(api(http_api_event("POST", "/cities", {"name": f"{tag} warm", "state": "B"},
                                headers=AUTH)), 201)
     for n in range(writes):
-        _expect(api(http_api_event("POST", "/cities", {"name": f"{tag} {n}", "state": "B"},
+        expect(api(http_api_event("POST", "/cities", {"name": f"{tag} {n}", "state": "B"},
                                    headers=AUTH)), 201)
 
 
@@ -142,7 +111,9 @@ def bench_quota() -> dict[str, Any]:
         migrate(url)
         contenders = {**_writes(_apps(url, True), "reuse"),
                       **_writes(_apps(url, False), "per invocation")}
-        timings = _interleaved(contenders, ROUNDS)
+        # Its own warm-up and order (its published figures came from them), rounded for the JSON.
+        timings = {name: {k: round(v, 3) for k, v in t.items()}
+                   for name, t in interleaved(contenders, ROUNDS, warmup=10, seed=23).items()}
         instructions = _callgrind(url)
     ratios = {name.replace(", quotas on", ""): round(
         t["median"] / timings[name.replace("quotas on", "quotas off")]["median"], 3)
