@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import psycopg2
 import pytest
-from psycopg2.extras import LoggingConnection
 
 from cities.db import city_filters, store
 from cities.db.city_filters import NameStats, name_stats, rarest_first, words
 from cities.db.migrate import migrate
 from cities.http.listing import ListQuery
 from cities.resources.city import CITY
+from tests.support.statements import logged_connection
 
 
 def test_words_are_the_distinct_runs_of_three_or_more_letters_or_digits():
@@ -70,18 +70,11 @@ def test_a_table_never_analyzed_has_no_statistics_and_ties_go_to_the_longer_word
     assert rarest_first(["Elm", "Oakhaven", "Ash"], stats) == ["Oakhaven", "Elm", "Ash"]
 
 
-class Captured(list):
-    def write(self, text: str) -> None:
-        self.append(text)
-
 
 def list_with_plan(url: str, q: str, *setup: str) -> tuple[list[dict], str]:
     """City's list for `q` after the `setup` statements (and ANALYZE), with the plan of its
     last statement, as the server chose it."""
-    conn = psycopg2.connect(url, connection_factory=LoggingConnection)
-    captured = Captured()
-    conn.initialize(captured)
-    conn.autocommit = True
+    conn, captured = logged_connection(url)
     try:
         with conn.cursor() as cur:
             for statement in (*setup, "VACUUM ANALYZE city"):

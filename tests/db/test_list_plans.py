@@ -25,11 +25,11 @@ import re
 
 import psycopg2
 import pytest
-from psycopg2.extras import LoggingConnection
 
 from cities.db import store
 from cities.http.listing import ListQuery
 from tests.support.resources.district import DISTRICT
+from tests.support.statements import logged_connection
 
 ROWS = 200_000
 LIMIT = 100
@@ -38,10 +38,6 @@ LIMIT = 100
 # instead reads a large part of the table (issue 25 measured 173,144 buffers at 200k rows).
 BUDGET = 4 * (LIMIT + 1) + 50
 
-
-class Captured(list):
-    def write(self, text: str) -> None:
-        self.append(text)
 
 
 @pytest.fixture
@@ -56,10 +52,7 @@ def districts(database_url: str, sql) -> str:
 
 
 def page_and_buffers(url: str, query: ListQuery) -> tuple[list[dict], int]:
-    conn = psycopg2.connect(url, connection_factory=LoggingConnection)
-    captured = Captured()
-    conn.initialize(captured)
-    conn.autocommit = True
+    conn, captured = logged_connection(url)
     try:
         rows = store.list_page(conn, DISTRICT, query, LIMIT + 1)
         with conn.cursor() as cur:

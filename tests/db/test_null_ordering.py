@@ -13,15 +13,14 @@ import json
 import re
 from typing import Any
 
-import psycopg2
 import pytest
-from psycopg2.extras import LoggingConnection
 
 from cities.db import store
 from cities.http.listing import ListQuery, decode_cursor
 from cities.resources.resource import Filter, Range, Resource, Sort
 from cities.resources.validation import WHOLE_NUMBER_SCHEMA, whole_number_text
 from tests.support.resources.region import REGION
+from tests.support.statements import logged_connection
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -130,10 +129,6 @@ def test_a_cursor_at_a_null_names_it_and_any_other_null_is_refused(client_for, r
     assert (reply.status, reply.detail_fields) == (422, ["cursor"])
 
 
-class Captured(list):
-    def write(self, text: str) -> None:
-        self.append(text)
-
 
 def scans(plan: dict) -> list[dict]:
     found = [plan] if "Scan" in plan["Node Type"] else []
@@ -154,10 +149,7 @@ def test_each_page_reads_ranges_of_the_sorts_index_from_the_cursor_on(
     sort = f"{'-' if descending else ''}population"
     ids = expected(rows, nulls, descending, {})
     by_id = {r["id"]: r for r in rows}
-    conn = psycopg2.connect(database_url, connection_factory=LoggingConnection)
-    captured = Captured()
-    conn.initialize(captured)
-    conn.autocommit = True
+    conn, captured = logged_connection(database_url)
     try:
         with conn.cursor() as cur:
             cur.execute("SET enable_seqscan = off")
