@@ -266,6 +266,17 @@ def _cold_parts(parts: dict[str, Any], whole: int | None) -> list[str]:
     return notes
 
 
+def _framework_share(name: str, one: dict[str, Any]) -> str:
+    """What of the API's time over the floor, at 1 ms, is Flask and serverless-wsgi's."""
+    over = one["app"]["median"] - one["floor_ms"]
+    framework = one["framework"]["median"] - one["floor_ms"]
+    share = framework / over if over > 0 else 0.0
+    return (f"On the same path ({name}), a one-route Flask app behind serverless-wsgi doing the "
+            f"same SELECT takes {one['framework']['median']:.2f} ms ({one['framework_ratio']}x "
+            f"the floor): the framework alone is {share:.0%} of the API's {over:.2f} ms over the "
+            "floor; the project's routing, checks, connection care, ETag and headers the rest.")
+
+
 # Round trips of a new TLS connection with the classic negotiation: TCP, SSLRequest, TLS 1.3,
 # startup + two SCRAM legs, the query (`sslnegotiation=direct` saves the SSLRequest).
 NEW_CONNECTION_ROUND_TRIPS = 7
@@ -299,6 +310,8 @@ def _latency(lat: dict[str, Any]) -> list[str]:
                 f"is more than the {limit['limit'] - 1:.0%} of a {floor:.2f} ms floor the target "
                 "allows; the round trips are the floor's, so only CPU could close the gap, and it "
                 "shrinks against the floor as the RTT grows (see 20 ms).")
+            if "framework" in one:
+                notes.append(_framework_share(name, one))
     direct = lat["paths"].get("new TLS connection, direct", {}).get("20")
     if direct and round(direct["psycopg2"]["round_trips"]) > NEW_CONNECTION_ROUND_TRIPS:
         notes.append(

@@ -12,16 +12,26 @@ and 20 ms, beside psycopg2 alone doing the same work (the same URL, one statemen
   TLS 1.3, startup and two SCRAM legs, the query;
 - a kept connection (`DB_CONNECTION_REUSE=1`), direct and through PgBouncer: the query alone.
 
+On a kept connection a third contender, a one-route Flask app behind serverless-wsgi doing the
+same SELECT on a kept connection of its own (bench/floor_app.py's stack), says how much of the
+API's time over the floor is the framework's, which no code of the project's can remove.
+
 The floor of a path at RTT r is the round trips psycopg2 alone needs there (counted) x r, plus
 what it takes at no added RTT (server time and the client's own TLS and SCRAM CPU, which no
 client avoids), both measured in this run; r is the RTT the proxy delivered (the nominal one
 plus its median lateness each way, as the proxy measured it). Every contender runs once per
 round, in a new random order each round, so background load falls on all alike; figures are
 medians.
+
+Times move with the machine's load; instructions do not. Under callgrind, one process per
+contender runs `CALLGRIND_GETS` GETs on a kept TLS connection straight to the server, and the
+count of those GETs alone (a segment of the process, bench/callgrind.py) splits the API's CPU
+into the framework's and the project's.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import subprocess
@@ -34,9 +44,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RTTS_MS = (0, 1, 20)
 ROWS = 1000
+CALLGRIND_GETS = 200
 TARGETS = {"new": 1.10, "kept": 1.2}  # the issue's limits, x the floor
 # PgBouncer 1.18 offers no channel binding (SCRAM-SHA-256-PLUS); Neon's proxy does.
 BINDING = {"direct": "&channel_binding=require", "pooler": ""}
+# Who runs each path: the API, psycopg2 alone and, on a kept connection, the framework alone.
+KINDS = {"new": ("app", "psycopg2"), "kept": ("app", "psycopg2", "framework")}
 PATHS = {
     "new TLS connection, direct": ("direct", "new"),
     "new TLS connection, through PgBouncer": ("pooler", "new"),
@@ -112,11 +125,20 @@ def bench_latency(runs: int, interleaved: Callable[..., dict]) -> dict[str, Any]
             bouncer.start()
             proxy = DelayProxy()
             try:
-                return _measure(runs, interleaved, cluster, bouncer, proxy, ca_file)
+                measured = _measure(runs, interleaved, cluster, bouncer, proxy, ca_file)
             finally:
                 proxy.stop()
                 bouncer.stop()
+            direct = (f"postgresql://postgres:{cluster.password}@127.0.0.1:{cluster.port}/"
+                      f"cities_latency?sslmode=verify-full&sslrootcert={ca_file}")
+            instructions = _instructions(direct)
+            if instructions:
+                measured["instructions_per_kept_get"] = instructions
+                measured["callgrind_gets"] = CALLGRIND_GETS
+            return measured
     finally:
+        if proxy is not None and proxy.process.poll() is None:
+            proxy.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -131,7 +153,7 @@ def _measure(runs: int, interleaved: Callable[..., dict], cluster: Any, bouncer:
     kept: list[Any] = []
     for name, (target, mode) in PATHS.items():
         for rtt in RTTS_MS:
-            for kind in ("app", "psycopg2"):
+            for kind in KINDS[mode]:
                 port = ports[(name, rtt, kind)] = proxy.listen(upstream[target], rtt)
                 url = (f"postgresql://postgres:{cluster.password}@127.0.0.1:{port}/"
                        f"cities_latency?sslmode=verify-full&sslrootcert={ca_file}"
@@ -168,6 +190,8 @@ def _one(url: str, mode: str, kind: str, ids: list[int], kept: list[Any]) -> Cal
             if reply["statusCode"] != 200:
                 raise RuntimeError(f"latency GET answered {reply['statusCode']}: {reply}")
         return app_get
+    if kind == "framework":
+        return _framework_get(url, ids, kept)
     if mode == "kept":
         conn = psycopg2.connect(url, application_name="floor")
         conn.autocommit = True
@@ -189,6 +213,69 @@ def _one(url: str, mode: str, kind: str, ids: list[int], kept: list[Any]) -> Cal
     return new_get
 
 
+def _framework_get(url: str, ids: list[int], kept: list[Any]) -> Callable[[int], None]:
+    """`GET /cities/{id}` by one Flask route behind serverless-wsgi, on a kept connection: the
+    SELECT, the row as the API's JSON, nothing else of the project's."""
+    import psycopg2
+    import serverless_wsgi
+    from flask import Flask, jsonify
+
+    from cities.db.store import as_json
+    from cities.resources.city import CITY
+    from tests.support.lambda_events import http_api_event
+
+    conn = psycopg2.connect(url, application_name="framework")
+    conn.autocommit = True
+    kept.append(conn)
+    app = Flask(f"framework-{len(kept)}")
+
+    @app.get("/cities/<int:city_id>")
+    def get_city(city_id: int) -> Any:
+        with conn.cursor() as cur:
+            cur.execute(CITY.select_by_id, (city_id,))
+            return jsonify(as_json(CITY, cur.fetchone()))
+
+    events = [http_api_event("GET", f"/cities/{i}") for i in ids]
+
+    def framework_get(r: int) -> None:
+        if serverless_wsgi.handle_request(app, events[r], None)["statusCode"] != 200:
+            raise RuntimeError("the one-route app's GET failed")
+    return framework_get
+
+
+def _instructions(url: str) -> dict[str, int] | None:
+    """Instructions per GET on a kept connection of the API, the one-route app and psycopg2
+    alone, each in a process of its own under callgrind; None without valgrind."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return None
+    from bench import callgrind
+
+    env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "0"}
+    counts = {}
+    for kind in KINDS["kept"]:
+        argv = [sys.executable, "-m", "bench.latency", "--gets", kind, str(CALLGRIND_GETS)]
+        parts = callgrind.segments(valgrind, argv, ROOT, env)
+        counts[kind] = parts[-2] // CALLGRIND_GETS  # between the last two marks: the GETs
+    return counts
+
+
+def _gets(kind: str, gets: int) -> None:
+    """The callgrind subject: one contender on a kept connection, warmed, then `gets` GETs
+    between two segment marks."""
+    kept: list[Any] = []
+    ids = [1 + r % ROWS for r in range(gets + 20)]
+    get = _one(os.environ["DATABASE_URL"], "kept", kind, ids, kept)
+    for r in range(gets, gets + 20):
+        get(r)
+    os.getppid()  # bench.callgrind.MARK: the GETs start
+    for r in range(gets):
+        get(r)
+    os.getppid()  # and end
+    for conn in kept:
+        conn.close()
+
+
 def _summarize(timings: dict, ports: dict, before: dict, after: dict,
                calls: int) -> dict[str, Any]:
     out: dict[str, Any] = {"rtts_ms": list(RTTS_MS), "paths": {}, "targets": {}}
@@ -197,7 +284,7 @@ def _summarize(timings: dict, ports: dict, before: dict, after: dict,
         zero = timings[(name, 0, "psycopg2")]["median"]
         for rtt in RTTS_MS:
             row: dict[str, Any] = {}
-            for kind in ("app", "psycopg2"):
+            for kind in KINDS[mode]:
                 port = ports[(name, rtt, kind)]
                 trips = after[port]["round_trips"] - before.get(port, {}).get("round_trips", 0)
                 row[kind] = {**timings[(name, rtt, kind)], "round_trips": round(trips / calls, 2),
@@ -207,6 +294,8 @@ def _summarize(timings: dict, ports: dict, before: dict, after: dict,
             row["delivered_rtt_ms"] = round(delivered, 3)
             row["floor_ms"] = round(row["psycopg2"]["round_trips"] * delivered + zero, 3)
             row["ratio"] = round(row["app"]["median"] / row["floor_ms"], 3)
+            if "framework" in row:
+                row["framework_ratio"] = round(row["framework"]["median"] / row["floor_ms"], 3)
             rows[str(rtt)] = row
             if rtt:
                 limit = TARGETS[mode]
@@ -214,3 +303,9 @@ def _summarize(timings: dict, ports: dict, before: dict, after: dict,
                     "value": row["ratio"], "limit": limit, "met": row["ratio"] <= limit}
         out["paths"][name] = rows
     return out
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--gets"]:
+        sys.path.insert(0, str(ROOT))
+        _gets(sys.argv[2], int(sys.argv[3]))

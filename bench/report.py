@@ -282,12 +282,27 @@ def _latency(lat: dict[str, Any]) -> list[str]:
             rows.append([name, f"{rtt} ms" + (f" ({row['delivered_rtt_ms']})" if int(rtt) else ""),
                          f"{_ms(app)} ({_iqr(app)})", app["round_trips"],
                          f"{_ms(raw)} ({_iqr(raw)})", raw["round_trips"],
-                         f"{row['floor_ms']:.2f} ms", f"{row['ratio']}x"])
+                         f"{row['floor_ms']:.2f} ms", f"{row['ratio']}x",
+                         f"{row['framework_ratio']}x" if "framework_ratio" in row else "-"])
     return ["`GET /cities/{id}` through serverless-wsgi (the API) and psycopg2 alone doing the "
-            "same work, through the delay proxy; RTT nominal (as delivered, ms):", "",
+            "same work, through the delay proxy; RTT nominal (as delivered, ms). On a kept "
+            "connection the last column is a one-route Flask app behind serverless-wsgi doing "
+            "the same SELECT: the framework's share, measured in the same rounds:", "",
             *_table(["path", "RTT", "API: median (IQR)", "API round trips",
-                     "psycopg2 alone: median (IQR)", "its round trips", "floor", "API x floor"],
-                    rows)]
+                     "psycopg2 alone: median (IQR)", "its round trips", "floor", "API x floor",
+                     "one-route Flask x floor"], rows), *_kept_instructions(lat)]
+
+
+def _kept_instructions(lat: dict[str, Any]) -> list[str]:
+    counts = lat.get("instructions_per_kept_get")
+    if not counts:
+        return []
+    own = counts["app"] - counts["framework"]
+    return ["", "Client instructions per GET on a kept TLS connection (callgrind, mean of "
+            f"{lat.get('callgrind_gets', 200)}): the API {counts['app'] / 1e6:.3f}M, the "
+            f"one-route Flask app {counts['framework'] / 1e6:.3f}M, psycopg2 alone "
+            f"{counts['psycopg2'] / 1e6:.3f}M; the project's own code is {own / 1e6:.3f}M "
+            f"({own / counts['app']:.0%} of the API's)."]
 
 
 def render_markdown(results: dict[str, Any], png: str | None) -> str:
