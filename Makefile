@@ -13,7 +13,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
 .DEFAULT_GOAL := help
 .PHONY: help run test lint migrate schema settings-docs fuzz audit clean package sls-package cfn-lint deploy \
-	migrate-deployed remove offline bench lambda-rie pg17 unfreeze
+	migrate-deployed remove offline bench lambda-rie trixie-postgres unfreeze
 
 # Each target with a `##` comment is listed by `make help`.
 help:  ## list the targets (the default: plain `make` installs nothing)
@@ -84,7 +84,7 @@ lambda-rie: $(STAMP)  ## fetch the Lambda emulator, awslambdaric and the aarch64
 
 # Debian trixie's PostgreSQL 17 (with OpenSSL) under .cache/ for the direct TLS negotiation tests
 # and bench (tests/support/pg17.py); they fetch it themselves when missing, or skip offline.
-pg17: $(STAMP)  ## fetch the PostgreSQL 17 the direct TLS negotiation tests and bench run
+trixie-postgres: $(STAMP)  ## fetch the PostgreSQL 17 the direct TLS negotiation tests and bench run
 	$(PY) -m tests.support.pg17
 
 clean:  ## remove the virtualenv, caches and build output (never .data/, the local database)

@@ -331,7 +331,7 @@ def _latency(lat: dict[str, Any]) -> list[str]:
             "negotiation (one less), the physical floor of a new connection.")
     elif "direct_negotiation_skipped" in lat:
         notes.append(f"Direct TLS negotiation was not measured: {lat['direct_negotiation_skipped']}"
-                     " (`make pg17` fetches Debian trixie's PostgreSQL 17).")
+                     " (`make trixie-postgres` fetches Debian trixie's PostgreSQL 17).")
     return notes
 
 
