@@ -11,12 +11,12 @@ and 20 ms, beside psycopg2 alone doing the same work (the same URL, one statemen
   the server offers it: not PgBouncer 1.18), direct and through PgBouncer: TCP, SSLRequest,
   TLS 1.3, startup and two SCRAM legs, the query;
 - the same with direct TLS negotiation (`sslnegotiation=direct`), against a PostgreSQL 17
-  (Debian trixie's, tests/support/pg17.py; the other server's release cannot take it): no
+  (Debian trixie's, tests/support/pg17.py; the machine's, bookworm's 15 here, cannot take it): no
   SSLRequest round trip. That server keeps its default TLS 1.3 group: its `ssl_ecdh_curve`
   names one elliptic curve, and X25519 (libpq's first key share, which would spare the
-  HelloRetryRequest as on Neon's proxy) is refused at start ("ECDH: could not create key"), so
-  the path differs from the direct one by the negotiation alone. Its round trips with the
-  classic negotiation are counted too (psycopg2 alone, a few connects), on the same server;
+  HelloRetryRequest) is refused at start ("ECDH: could not create key"), so the path differs
+  from the direct one by the negotiation alone. Its round trips with the classic negotiation
+  are counted too (psycopg2 alone, a few connects), on the same server;
 - a kept connection (`DB_CONNECTION_REUSE=1`), direct and through PgBouncer: the query alone.
 
 The floor of a path at RTT r is the round trips psycopg2 alone needs there (counted) x r, plus
@@ -114,7 +114,6 @@ def bench_latency(runs: int, interleaved: Callable[..., dict]) -> dict[str, Any]
         bindir17, without17 = None, f"no PostgreSQL 17 with TLS here: {exc}"
     ca = trustme.CA()
     work = Path(tempfile.mkdtemp(prefix="cities-latency-"))
-    proxy = None
     try:
         ca_file = work / "ca.pem"
         ca.cert_pem.write_to_path(str(ca_file))
