@@ -13,7 +13,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
 .DEFAULT_GOAL := help
 .PHONY: help run test lint migrate schema settings-docs fuzz audit clean package sls-package cfn-lint deploy \
-	migrate-deployed remove offline bench lambda-rie unfreeze
+	migrate-deployed remove offline bench lambda-rie trixie-postgres unfreeze
 
 # Each target with a `##` comment is listed by `make help`.
 help:  ## list the targets (the default: plain `make` installs nothing)
@@ -81,6 +81,11 @@ bench: $(BENCH_STAMP)  ## the benchmark of docs/benchmarks.md
 # emulator tests (tests/support/rie.py); they fetch it themselves when missing, or skip offline.
 lambda-rie: $(STAMP)  ## fetch the Lambda emulator, awslambdaric and the aarch64 Python the runtime tests use
 	$(PY) -m tests.support.rie
+
+# Debian trixie's PostgreSQL 17 (with OpenSSL) under .cache/ for the direct TLS negotiation tests
+# and bench (tests/support/pg17.py); they fetch it themselves when missing, or skip offline.
+trixie-postgres: $(STAMP)  ## fetch the PostgreSQL 17 the direct TLS negotiation tests and bench run
+	$(PY) -m tests.support.pg17
 
 clean:  ## remove the virtualenv, caches and build output (never .data/, the local database)
 	rm -rf $(VENV) .pytest_cache .pytest-tmp .ruff_cache .coverage build dist .serverless .serverless-offline .cache

@@ -136,9 +136,9 @@ def main() -> int:
 
         results["runtime"] = bench_runtime(COLD_RUNS)
     if "latency" in SECTIONS:
-        from bench.latency import bench_latency
+        from bench.latency import PATHS, bench_latency
 
-        log(f"latency: 4 paths x RTT 0, 1, 20 ms, {LATENCY_RUNS} interleaved rounds")
+        log(f"latency: {len(PATHS)} paths x RTT 0, 1, 20 ms, {LATENCY_RUNS} interleaved rounds")
         results["latency"] = bench_latency(LATENCY_RUNS, interleaved)
     if "quota" in SECTIONS:  # a write with per-writer quotas on vs off (bench/quota.py)
         from bench.quota import bench_quota

@@ -313,17 +313,38 @@ def _latency(lat: dict[str, Any]) -> list[str]:
             if "framework" in one:
                 notes.append(_framework_share(name, one))
     direct = lat["paths"].get("new TLS connection, direct", {}).get("20")
+    negotiated = lat.get("negotiation_round_trips")
     if direct and round(direct["psycopg2"]["round_trips"]) > NEW_CONNECTION_ROUND_TRIPS:
         notes.append(
             f"A new TLS connection straight to this PostgreSQL takes "
             f"{direct['psycopg2']['round_trips']:g} round trips, one more than the "
             f"{NEW_CONNECTION_ROUND_TRIPS} of the protocol, for psycopg2 alone as for the API: "
             "PostgreSQL before 18 offers TLS 1.3 one key-exchange group (`ssl_ecdh_curve`, "
-            "prime256v1) while the bundled libpq's OpenSSL sends an X25519 key share first, so "
-            "the server answers the ClientHello with a HelloRetryRequest. PgBouncer (OpenSSL's "
-            "default groups) and PostgreSQL 18 (`ssl_groups`) do not; through PgBouncer the count "
-            "is the protocol's. `sslnegotiation=direct` (PostgreSQL 17+, Neon) saves one more, "
-            "which neither server here offers.")
+            "prime256v1; it names an elliptic curve, so X25519 is refused at start) while the "
+            "bundled libpq's OpenSSL sends an X25519 key share first, so the server answers the "
+            "ClientHello with a HelloRetryRequest. PgBouncer (OpenSSL's default groups) and "
+            "PostgreSQL 18 (`ssl_groups`) do not; through PgBouncer the count is the protocol's. "
+            "`sslnegotiation=direct` (PostgreSQL 17+, Neon) saves one more"
+            + (": see the next finding." if negotiated else ", which no server here offers."))
+    path = lat["paths"].get("new TLS connection, direct negotiation", {}).get("20")
+    if negotiated and path:
+        classic, at_once = negotiated["postgres"], negotiated["direct"]
+        faster = (f", {direct['app']['median'] - path['app']['median']:.1f} ms less than "
+                  "`new TLS connection, direct` (the classic negotiation) at 20 ms RTT"
+                  if direct else "")
+        notes.append(
+            f"Direct TLS negotiation (`sslnegotiation=direct`, against PostgreSQL {lat['pg17']}) "
+            "saves "
+            f"the SSLRequest's round trip: a new connection and its query take {classic:g} round "
+            f"trips with the classic negotiation and {at_once:g} with the direct one, to the same "
+            f"server (psycopg2 alone, counted); the API takes "
+            f"{path['app']['round_trips']:g} on that path{faster}. That server still answers "
+            "with a HelloRetryRequest (its `ssl_ecdh_curve` as above); a server that accepts "
+            f"libpq's X25519 share would take {NEW_CONNECTION_ROUND_TRIPS - 1} with direct "
+            "negotiation (one less), the physical floor of a new connection.")
+    elif "direct_negotiation_skipped" in lat:
+        notes.append(f"Direct TLS negotiation was not measured: {lat['direct_negotiation_skipped']}"
+                     " (`make trixie-postgres` fetches Debian trixie's PostgreSQL 17).")
     return notes
 
 

@@ -10,6 +10,13 @@ and 20 ms, beside psycopg2 alone doing the same work (the same URL, one statemen
 - a new TLS connection per request (`sslmode=verify-full`, and `channel_binding=require` where
   the server offers it: not PgBouncer 1.18), direct and through PgBouncer: TCP, SSLRequest,
   TLS 1.3, startup and two SCRAM legs, the query;
+- the same with direct TLS negotiation (`sslnegotiation=direct`), against a PostgreSQL 17
+  (Debian trixie's, tests/support/pg17.py; the machine's, bookworm's 15 here, cannot take it): no
+  SSLRequest round trip. That server keeps its default TLS 1.3 group: its `ssl_ecdh_curve`
+  names one elliptic curve, and X25519 (libpq's first key share, which would spare the
+  HelloRetryRequest) is refused at start ("ECDH: could not create key"), so the path differs
+  from the direct one by the negotiation alone. Its round trips with the classic negotiation
+  are counted too (psycopg2 alone, a few connects), on the same server;
 - a kept connection (`DB_CONNECTION_REUSE=1`), direct and through PgBouncer: the query alone.
 
 On a kept connection a third contender, a one-route Flask app behind serverless-wsgi doing the
@@ -31,6 +38,7 @@ into the framework's and the project's.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -46,12 +54,15 @@ RTTS_MS = (0, 1, 20)
 ROWS = 1000
 CALLGRIND_GETS = 200
 TARGETS = {"new": 1.10, "kept": 1.2}  # the issue's limits, x the floor
-# PgBouncer 1.18 offers no channel binding (SCRAM-SHA-256-PLUS); Neon's proxy does.
-BINDING = {"direct": "&channel_binding=require", "pooler": ""}
+# PgBouncer 1.18 offers no channel binding (SCRAM-SHA-256-PLUS); Neon's proxy does. PostgreSQL
+# 17 ("pg17") also takes the ClientHello at once.
+OPTIONS = {"direct": "&channel_binding=require", "pooler": "",
+           "pg17": "&channel_binding=require&sslnegotiation=direct"}
 # Who runs each path: the API, psycopg2 alone and, on a kept connection, the framework alone.
 KINDS = {"new": ("app", "psycopg2"), "kept": ("app", "psycopg2", "framework")}
 PATHS = {
     "new TLS connection, direct": ("direct", "new"),
+    "new TLS connection, direct negotiation": ("pg17", "new"),
     "new TLS connection, through PgBouncer": ("pooler", "new"),
     "kept connection, direct": ("direct", "kept"),
     "kept connection, through PgBouncer": ("pooler", "kept"),
@@ -101,20 +112,28 @@ def bench_latency(runs: int, interleaved: Callable[..., dict]) -> dict[str, Any]
     """Every path at every RTT, `runs` interleaved rounds; floors, ratios and round trips."""
     import trustme
 
+    from tests.support import pg17
     from tests.support.pg_cluster import ssl_capable_bindir, throwaway_cluster
     from tests.support.pgbouncer import PgBouncer, pgbouncer_binary
+    from tests.support.rie import Unavailable
 
     bindir = ssl_capable_bindir()
     if bindir is None or pgbouncer_binary() is None:
         return {"skipped": "needs an SSL-capable PostgreSQL (Debian's postgresql) and pgbouncer"}
+    try:
+        bindir17: Path | None = pg17.bindir()
+        without17 = None
+    except Unavailable as exc:  # the other paths are still worth measuring
+        bindir17, without17 = None, f"no PostgreSQL 17 with TLS here: {exc}"
     ca = trustme.CA()
     work = Path(tempfile.mkdtemp(prefix="cities-latency-"))
-    proxy = None
     try:
         ca_file = work / "ca.pem"
         ca.cert_pem.write_to_path(str(ca_file))
         ca_file.chmod(0o644)
-        with throwaway_cluster({"max_connections": "60"}, bindir=bindir, tls=ca) as cluster:
+        with contextlib.ExitStack() as stack:
+            cluster = stack.enter_context(
+                throwaway_cluster({"max_connections": "60"}, bindir=bindir, tls=ca))
             _seed(cluster.create_database("cities_latency"))
             cert = ca.issue_cert("127.0.0.1", "localhost")
             cert_file = cluster.add_file("pooler.crt", cert.cert_chain_pems[0].bytes())
@@ -123,41 +142,77 @@ def bench_latency(runs: int, interleaved: Callable[..., dict]) -> dict[str, Any]
                                 verifier=True, client_tls_sslmode="require",
                                 client_tls_cert_file=cert_file, client_tls_key_file=key_file)
             bouncer.start()
+            stack.callback(bouncer.stop)
+            servers = {"direct": (cluster.port, cluster.password),
+                       "pooler": (bouncer.port, cluster.password)}
+            if bindir17 is not None:
+                cluster17 = stack.enter_context(
+                    throwaway_cluster({"max_connections": "60"}, bindir=bindir17, tls=ca))
+                _seed(cluster17.create_database("cities_latency"))
+                servers["pg17"] = (cluster17.port, cluster17.password)
             proxy = DelayProxy()
-            try:
-                measured = _measure(runs, interleaved, cluster, bouncer, proxy, ca_file)
-            finally:
-                proxy.stop()
-                bouncer.stop()
-            direct = (f"postgresql://postgres:{cluster.password}@127.0.0.1:{cluster.port}/"
-                      f"cities_latency?sslmode=verify-full&sslrootcert={ca_file}")
+            stack.callback(proxy.stop)
+            out = _measure(runs, interleaved, servers, proxy, ca_file)
+            if bindir17 is None:
+                out["direct_negotiation_skipped"] = without17
+            else:
+                out["pg17"] = pg17.version().removeprefix("postgres (PostgreSQL) ")
+                out["negotiation_round_trips"] = _negotiation_round_trips(
+                    servers["pg17"], proxy, ca_file)
+            direct = _url(cluster.port, cluster.password, ca_file, "")
             instructions = _instructions(direct)
             if instructions:
-                measured["instructions_per_kept_get"] = instructions
-                measured["callgrind_gets"] = CALLGRIND_GETS
-            return measured
+                out["instructions_per_kept_get"] = instructions
+                out["callgrind_gets"] = CALLGRIND_GETS
+            return out
     finally:
-        if proxy is not None and proxy.process.poll() is None:
-            proxy.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _measure(runs: int, interleaved: Callable[..., dict], cluster: Any, bouncer: Any,
+def _url(port: int, password: str, ca_file: Path, options: str) -> str:
+    return (f"postgresql://postgres:{password}@127.0.0.1:{port}/cities_latency"
+            f"?sslmode=verify-full&sslrootcert={ca_file}{options}")
+
+
+def _negotiation_round_trips(server: tuple[int, str], proxy: DelayProxy, ca_file: Path,
+                             connects: int = 5) -> dict[str, float]:
+    """Round trips per new connection and query to one server, classic vs direct negotiation
+    (psycopg2 alone, at 1 ms RTT: a count, not a time)."""
+    import psycopg2
+
+    out = {}
+    for negotiation in ("postgres", "direct"):
+        port = proxy.listen(server[0], 1)
+        url = _url(port, server[1], ca_file,
+                   f"&channel_binding=require&sslnegotiation={negotiation}")
+        for _ in range(connects):
+            conn = psycopg2.connect(url, application_name="floor")
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+                cur.fetchone()
+            conn.close()
+        out[negotiation] = round(proxy.counts()[port]["round_trips"] / connects, 2)
+    return out
+
+
+def _measure(runs: int, interleaved: Callable[..., dict], servers: dict[str, tuple[int, str]],
              proxy: DelayProxy, ca_file: Path) -> dict[str, Any]:
-    """Each contender on a listener of its own, so the round trips counted there are its own."""
-    upstream = {"direct": cluster.port, "pooler": bouncer.port}
+    """Each contender on a listener of its own, so the round trips counted there are its own.
+
+    `servers`: port and password of each target; a path whose target is missing is left out."""
+    paths = {name: path for name, path in PATHS.items() if path[0] in servers}
     rng = random.Random(19)
     ids = [rng.randint(1, ROWS) for _ in range(runs + 10)]
     ports: dict[tuple, int] = {}
     contenders: dict[tuple, Callable[[int], None]] = {}
     kept: list[Any] = []
-    for name, (target, mode) in PATHS.items():
+    for name, (target, mode) in paths.items():
+        upstream, password = servers[target]
         for rtt in RTTS_MS:
             for kind in KINDS[mode]:
-                port = ports[(name, rtt, kind)] = proxy.listen(upstream[target], rtt)
-                url = (f"postgresql://postgres:{cluster.password}@127.0.0.1:{port}/"
-                       f"cities_latency?sslmode=verify-full&sslrootcert={ca_file}"
-                       + BINDING[target])
+                port = ports[(name, rtt, kind)] = proxy.listen(upstream, rtt)
+                url = _url(port, password, ca_file, OPTIONS[target])
                 contenders[(name, rtt, kind)] = _one(url, mode, kind, ids, kept)
     try:
         for get in contenders.values():  # warm: bytecode, kept connections, PgBouncer's pool
@@ -169,7 +224,7 @@ def _measure(runs: int, interleaved: Callable[..., dict], cluster: Any, bouncer:
     finally:
         for conn in kept:
             conn.close()
-    return _summarize(timings, ports, before, after, runs)
+    return _summarize(paths, timings, ports, before, after, runs)
 
 
 def _one(url: str, mode: str, kind: str, ids: list[int], kept: list[Any]) -> Callable[[int], None]:
@@ -276,10 +331,10 @@ def _gets(kind: str, gets: int) -> None:
         conn.close()
 
 
-def _summarize(timings: dict, ports: dict, before: dict, after: dict,
-               calls: int) -> dict[str, Any]:
+def _summarize(paths: dict[str, tuple[str, str]], timings: dict, ports: dict, before: dict,
+               after: dict, calls: int) -> dict[str, Any]:
     out: dict[str, Any] = {"rtts_ms": list(RTTS_MS), "paths": {}, "targets": {}}
-    for name, (_, mode) in PATHS.items():
+    for name, (_, mode) in paths.items():
         rows = {}
         zero = timings[(name, 0, "psycopg2")]["median"]
         for rtt in RTTS_MS:

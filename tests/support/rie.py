@@ -97,10 +97,11 @@ def _pip(*args: str) -> None:
           f"pip {args[0]}")
 
 
-def fetch(cmd: list[str], what: str) -> None:
+def fetch(cmd: list[str], what: str, cwd: Path | None = None) -> None:
     """Run a command that fetches from a package registry; Unavailable (tests skip) if it fails."""
     try:
-        found = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+        found = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False,
+                               cwd=cwd)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise Unavailable(f"{what} failed: {exc}") from None
     if found.returncode != 0:
