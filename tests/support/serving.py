@@ -2,7 +2,7 @@
 
 `serve_forever` looks at its shutdown flag every `poll_interval`, half a second by default, so each
 stop of a stand-in server (an issuer, a ResponseURL, a local API) waited up to that long: about
-25 s of `make test` over the runs that start one. Polling every 10 ms costs nothing measurable.
+30 s of `make test` over the tests that start one. Polling every 10 ms costs nothing measurable.
 """
 
 from __future__ import annotations
