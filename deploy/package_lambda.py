@@ -159,12 +159,17 @@ def compile_bytecode(target: Path, python: str) -> None:
     )
 
 
+# zlib's default level: 9 made the zip 0.6% smaller (12.47 MB against 12.55 MB) in 3.7 s
+# instead of 1.0 s per zip, a cost every `make package` (and `make test`, three zips) paid.
+ZIP_LEVEL = 6
+
+
 def write_zip(source: Path, zip_path: Path) -> None:
     """A reproducible zip: sorted names, fixed dates, world-readable modes (Lambda runs as a
     different user than the one that owns the files)."""
     zip_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = zip_path.with_suffix(".tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=ZIP_LEVEL) as archive:
         for path in sorted(source.rglob("*")):
             if path.is_dir():
                 continue
@@ -172,7 +177,7 @@ def write_zip(source: Path, zip_path: Path) -> None:
             info.compress_type = zipfile.ZIP_DEFLATED
             mode = 0o755 if os.access(path, os.X_OK) else 0o644
             info.external_attr = (0o100000 | mode) << 16
-            archive.writestr(info, path.read_bytes(), compresslevel=9)
+            archive.writestr(info, path.read_bytes(), compresslevel=ZIP_LEVEL)
     tmp.replace(zip_path)
 
 

@@ -9,22 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.test_deploy import (  # noqa: F401 - fixtures
-    CFN_LINT,
-    lambda_zip,
-    package_stage,
-    resources,
-    templates,
-)
+from tests.deploy.test_deploy import CFN_LINT, resources
+from tests.support.osls import Packaged
 
 ALARMED = {"ApiErrorsAlarm", "ApiThrottlesAlarm", "ApiDurationAlarm", "Http5xxRateAlarm",
            "DatabaseUnavailableRateAlarm", "MigrateErrorsAlarm"}
 
 
-@pytest.fixture(scope="module")
-def prod(lambda_zip: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:  # noqa: F811
-    out = tmp_path_factory.mktemp("prod")
-    return package_stage("prod", out, "alertEmail=owner@example.com"), out
+@pytest.fixture
+def prod(packaged: Packaged) -> tuple[dict, Path]:
+    return packaged("prod", "alertEmail=owner@example.com")
 
 
 def metric_dimensions(alarm: dict) -> list[list[dict]]:
@@ -35,7 +29,7 @@ def metric_dimensions(alarm: dict) -> list[list[dict]]:
     return [props.get("Dimensions", [])]
 
 
-def test_alarms_are_off_by_default_and_on_for_prod(templates: dict, prod) -> None:  # noqa: F811
+def test_alarms_are_off_by_default_and_on_for_prod(templates: dict, prod) -> None:
     assert templates["update"]["Parameters"]["Alarms"]["Default"] == "off"
     template, _ = prod
     assert template["Parameters"]["Alarms"]["Default"] == "on"
@@ -78,7 +72,7 @@ def test_the_duration_alarm_is_80_percent_of_the_function_timeout(prod) -> None:
     assert alarm["Threshold"] == timeout * 1000 * 0.8
 
 
-def test_the_alert_email_is_an_optional_subscription(templates: dict, prod) -> None:  # noqa: F811
+def test_the_alert_email_is_an_optional_subscription(templates: dict, prod) -> None:
     assert templates["update"]["Parameters"]["AlertEmail"]["Default"] == ""
     template, _ = prod
     assert template["Parameters"]["AlertEmail"]["Default"] == "owner@example.com"

@@ -37,16 +37,12 @@ BUNDLE_URL = f"/docs/assets/{docs_api.asset_version()}/swagger-ui-bundle.js"
 def build_zip() -> Path:
     """`make package`, as a deploy runs it (without bytecode only when no 3.13 is installed).
 
-    make rebuilds only when a source or requirement changed, so every module may call this.
+    make rebuilds only when a source or requirement changed, so every module may call this;
+    the deploy checks' `lambda_zip` fixture (tests/deploy/conftest.py) is this, once.
     """
     flags = [] if RUNTIME_PYTHON else ["PACKAGE_FLAGS=--allow-missing-bytecode"]
     subprocess.run(["make", "--no-print-directory", "package", *flags], cwd=ROOT, check=True)
     return ROOT / "dist" / "cities.zip"
-
-
-@pytest.fixture(scope="session")
-def lambda_zip() -> Path:
-    return build_zip()
 
 
 @pytest.fixture(scope="session")

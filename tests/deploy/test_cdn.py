@@ -10,25 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.test_deploy import (  # noqa: F401 - fixtures
-    CFN_LINT,
-    lambda_zip,
-    package_stage,
-    resources,
-    templates,
-)
+from tests.deploy.test_deploy import CFN_LINT, resources
+from tests.support.osls import Packaged
 
 CDN = {"CdnForwardedHost", "CdnCachePolicy", "CdnOriginRequestPolicy", "CdnDistribution"}
 XRAY = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
 
 
-@pytest.fixture(scope="module")
-def fronted(lambda_zip: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:  # noqa: F811
-    out = tmp_path_factory.mktemp("cdn")
-    return package_stage("dev", out, "cdn=on", "sharedCacheMaxAge=60", "tracing=on"), out
+@pytest.fixture
+def fronted(packaged: Packaged) -> tuple[dict, Path]:
+    return packaged("dev", "cdn=on", "sharedCacheMaxAge=60", "tracing=on")
 
 
-def test_cloudfront_and_tracing_are_off_by_default(templates: dict) -> None:  # noqa: F811
+def test_cloudfront_and_tracing_are_off_by_default(templates: dict) -> None:
     template = templates["update"]
     assert template["Parameters"]["Cdn"]["Default"] == "off"
     assert template["Parameters"]["Tracing"]["Default"] == "off"
@@ -67,7 +61,7 @@ def test_the_cache_keeps_only_what_the_api_allows(fronted) -> None:
     assert api["Environment"]["Variables"]["SHARED_CACHE_MAX_AGE"] == "60"
 
 
-def test_every_request_header_the_api_reads_reaches_it(fronted, templates) -> None:  # noqa: F811
+def test_every_request_header_the_api_reads_reaches_it(fronted, templates) -> None:
     template, _ = fronted
     policy = template["Resources"]["CdnOriginRequestPolicy"]["Properties"][
         "OriginRequestPolicyConfig"]
@@ -109,7 +103,7 @@ def test_generated_urls_name_the_distribution(fronted) -> None:
         "Fn::Sub": "https://${CdnDistribution.DomainName}"}
 
 
-def test_tracing_is_active_and_the_role_may_write_traces(fronted, templates) -> None:  # noqa: F811
+def test_tracing_is_active_and_the_role_may_write_traces(fronted, templates) -> None:
     template, _ = fronted
     api = template["Resources"]["ApiLambdaFunction"]["Properties"]
     assert api["TracingConfig"] == {"Mode": "Active"}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import time
@@ -28,12 +27,11 @@ from cities.ops import config
 from cities.ops import ssm as app_ssm
 from deploy import package_lambda
 from tests.conftest import run_sql
-from tests.deploy.test_artifact import build_zip
+from tests.support.osls import REGION, Packaged, offline_env
 from tests.support.response_url import ResponseURL
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGE = "dev"
-REGION = "eu-west-1"
 SERVICE = "cities"
 # moto names each resource type it cannot create (ApiGatewayV2, the bucket policy): known, and
 # covered by the template assertions below.
@@ -48,37 +46,12 @@ CFN_LINT = str(Path(sys.executable).with_name("cfn-lint"))
 SSM_ARN = f"arn:aws:ssm:{REGION}:123456789012:parameter/{SERVICE}/{STAGE}"
 
 
-@pytest.fixture(scope="session")
-def templates(node: None, lambda_zip: Path) -> dict[str, dict]:
-    """`make sls-package`: npm-installs the pinned CLI if needed and writes .serverless/."""
-    subprocess.run(
-        ["make", "--no-print-directory", "sls-package", f"STAGE={STAGE}"],
-        cwd=ROOT, check=True, env=_offline_env(),
-    )
-    out = ROOT / ".serverless"
-    return {
-        kind: json.loads((out / f"cloudformation-template-{kind}-stack.json").read_text())
-        for kind in ("create", "update")
-    }
-
-
-def _offline_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(AWS_REGION=REGION, AWS_ACCESS_KEY_ID="offline", AWS_SECRET_ACCESS_KEY="offline")
-    return env
-
-
-@pytest.fixture(scope="session")
-def lambda_zip() -> Path:
-    return build_zip()
-
-
 def resources(template: dict, kind: str) -> dict[str, dict]:
     return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
 
 
-def test_template_passes_cfn_lint(templates: dict) -> None:
-    files = sorted(str(p) for p in (ROOT / ".serverless").glob("cloudformation-template-*.json"))
+def test_template_passes_cfn_lint(dev_package: Path) -> None:
+    files = sorted(str(p) for p in dev_package.glob("cloudformation-template-*.json"))
     assert len(files) == 2
     found = subprocess.run(
         [CFN_LINT, "--format", "json", "--", *files], capture_output=True, text=True, check=False,
@@ -125,18 +98,6 @@ def test_http_api_routes_everything_to_api_and_nothing_to_migrate(templates: dic
     assert stage["Properties"]["StageName"] == "$default"
 
 
-def package_stage(stage: str, out: Path, *params: str) -> dict:
-    """The update template `osls package` generates for `stage`, written to `out`."""
-    subprocess.run(
-        ["npx", "--no-install", "osls", "package", "--stage", stage, "--package", str(out),
-         *(f"--param={p}" for p in params)],
-        cwd=ROOT, env={**_offline_env(), "SLS_TELEMETRY_DISABLED": "1",
-                       "SLS_NOTIFICATIONS_MODE": "off"},
-        check=True, capture_output=True, timeout=180,
-    )
-    return json.loads((out / "cloudformation-template-update-stack.json").read_text())
-
-
 def _lower(names: list[str]) -> set[str]:
     return {name.lower() for name in names}
 
@@ -159,10 +120,10 @@ def test_cors_allows_every_header_the_api_reads_and_exposes_every_one_it_sends(
     assert _lower(sent) <= _lower(cors["ExposeHeaders"])
 
 
-def test_cors_origins_are_explicit_per_stage(lambda_zip: Path, tmp_path: Path) -> None:
+def test_cors_origins_are_explicit_per_stage(packaged: Packaged) -> None:
     """dev and local allow any origin, prod its listed sites, any other stage none."""
     for stage, origins in (("staging", []), ("prod", ["https://example.com"])):
-        template = package_stage(stage, tmp_path / stage)
+        template, _ = packaged(stage)
         (api,) = resources(template, "AWS::ApiGatewayV2::Api").values()
         assert api["Properties"]["CorsConfiguration"]["AllowOrigins"] == origins, stage
         # prod keeps access logs on (its params), every other stage off unless asked for.
@@ -185,13 +146,13 @@ def test_the_stage_write_quota_reaches_the_api_function_in_range(templates: dict
     assert values["WRITE_QUOTA_OVERRIDES"] == ()
 
 
-def test_access_logs_are_a_per_stage_option(templates: dict, tmp_path: Path) -> None:
+def test_access_logs_are_a_per_stage_option(templates: dict, packaged: Packaged) -> None:
     (stage,) = resources(templates["update"], "AWS::ApiGatewayV2::Stage").values()
     assert "AccessLogSettings" not in stage["Properties"]  # off by default (dev)
     assert {k for k, v in resources(templates["update"], "AWS::Logs::LogGroup").items()
             if "Condition" not in v} == {"ApiLogGroup", "MigrateLogGroup"}
 
-    template = package_stage(STAGE, tmp_path, "accessLogs=on")
+    template, _ = packaged(STAGE, "accessLogs=on")
     (stage,) = resources(template, "AWS::ApiGatewayV2::Stage").values()
     settings = stage["Properties"]["AccessLogSettings"]
     (name, group), = [(k, v) for k, v in resources(template, "AWS::Logs::LogGroup").items()
@@ -220,7 +181,7 @@ def _artifact_key(template: dict) -> str:
 
 
 def test_each_stage_runs_on_the_runtime_and_architecture_its_zip_was_built_for(
-    templates: dict, tmp_path: Path
+    templates: dict, packaged: Packaged
 ) -> None:
     """x86_64 by default, arm64 as a stage's choice; each ships the zip of its architecture."""
     runtime = f"python{package_lambda.RUNTIME_VERSION}"
@@ -232,7 +193,7 @@ def test_each_stage_runs_on_the_runtime_and_architecture_its_zip_was_built_for(
     }
     assert _artifact_key(default) == package_lambda.ARTIFACTS["x86_64"]
 
-    arm = package_stage(STAGE, tmp_path, "architecture=arm64")
+    arm, _ = packaged(STAGE, "architecture=arm64")
     assert {(props["Runtime"], *props["Architectures"])
             for props in _functions(arm).values()} == {(runtime, "arm64")}
     assert _artifact_key(arm) == package_lambda.ARTIFACTS["arm64"]
@@ -431,7 +392,7 @@ def moto_server() -> Iterator[str]:
 
 
 def osls_print(stage: str, endpoint: str, *params: str) -> subprocess.CompletedProcess:
-    env = _offline_env()
+    env = offline_env()
     env.update(AWS_ENDPOINT_URL_SSM=endpoint, SLS_TELEMETRY_DISABLED="1",
                SLS_NOTIFICATIONS_MODE="off", SLS_AWS_REQUEST_MAX_RETRIES="0")
     return subprocess.run(

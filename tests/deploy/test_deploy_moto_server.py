@@ -190,8 +190,11 @@ def make(target: str, moto: dict) -> subprocess.CompletedProcess:
     """`make deploy|remove STAGE=prod` as the workflows run it, with moto as the AWS account."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AWS_", "SLS_")) and "proxy" not in k.lower()}
+    # The CLI waits SLS_AWS_MONITORING_FREQUENCY (5 s by default) before each look at a change
+    # set or a stack, made for AWS's minutes; moto's are done before the first look.
     env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_REGION=REGION,
-               AWS_ENDPOINT_URL=moto["endpoint"], SLS_AWS_REQUEST_MAX_RETRIES="0")
+               AWS_ENDPOINT_URL=moto["endpoint"], SLS_AWS_REQUEST_MAX_RETRIES="0",
+               SLS_AWS_MONITORING_FREQUENCY="100")
     return subprocess.run(["make", "--no-print-directory", target, f"STAGE={STAGE}"], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=600, check=False)
 

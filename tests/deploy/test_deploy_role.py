@@ -24,7 +24,7 @@ import pytest
 import yaml
 from cfnlint.decode import decode_str
 
-from tests.deploy.test_artifact import build_zip
+from tests.support.osls import Packaged
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "github-deploy-role.yml"
@@ -209,14 +209,10 @@ def test_no_wildcard_action_and_nothing_account_wide() -> None:
     assert invoke["Resource"]["Fn::Sub"].endswith(":function:${ServiceName}-*-migrate")
 
 
-@pytest.fixture(scope="module")
-def prod_templates(node: None, tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+@pytest.fixture
+def prod_templates(packaged: Packaged) -> list[dict]:
     """The create and update templates `osls package --stage prod` generates."""
-    from tests.deploy.test_deploy import package_stage
-
-    build_zip()
-    out = tmp_path_factory.mktemp("prod-package")
-    update = package_stage("prod", out)
+    update, out = packaged("prod")
     create = json.loads((out / "cloudformation-template-create-stack.json").read_text())
     return [create, update]
 

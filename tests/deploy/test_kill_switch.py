@@ -18,15 +18,8 @@ import pytest
 from moto import mock_aws
 
 from deploy import kill_switch
-from tests.deploy.test_deploy import (  # noqa: F401 - fixtures
-    CFN_LINT,
-    REGION,
-    ROOT,
-    lambda_zip,
-    package_stage,
-    resources,
-    templates,
-)
+from tests.deploy.test_deploy import CFN_LINT, REGION, ROOT
+from tests.support.osls import Packaged
 
 FUNCTION = "cities-dev-api"
 KILL_SWITCH = {"KillSwitchTopic", "KillSwitchTopicPolicy", "KillSwitchBudget",
@@ -99,7 +92,7 @@ def test_the_inline_source_fits_a_cloudformation_zipfile() -> None:
     assert imports <= {"__future__", "argparse", "json", "os", "typing", "boto3"}  # the runtime's
 
 
-def test_the_kill_switch_is_off_by_default(templates: dict) -> None:  # noqa: F811
+def test_the_kill_switch_is_off_by_default(templates: dict) -> None:
     template = templates["update"]
     assert template["Parameters"]["KillSwitchMonthlyUsd"]["Default"] == "0"
     assert template["Parameters"]["KillSwitchHourlyRequests"]["Default"] == "0"
@@ -107,12 +100,10 @@ def test_the_kill_switch_is_off_by_default(templates: dict) -> None:  # noqa: F8
         assert template["Resources"][name]["Condition"].startswith("KillSwitch"), name
 
 
-@pytest.fixture(scope="module")
-def armed(lambda_zip: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:  # noqa: F811
-    out = tmp_path_factory.mktemp("kill-switch")
-    template = package_stage("dev", out, "killSwitchBudget=10", "killSwitchScope=tag",
-                             "killSwitchHourlyRequests=5000")
-    return template, out
+@pytest.fixture
+def armed(packaged: Packaged) -> tuple[dict, Path]:
+    return packaged("dev", "killSwitchBudget=10", "killSwitchScope=tag",
+                    "killSwitchHourlyRequests=5000")
 
 
 def test_a_budget_and_a_request_alarm_notify_the_topic(armed) -> None:

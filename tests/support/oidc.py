@@ -7,7 +7,6 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +16,8 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from tests.support.serving import serve_in_thread
 
 AUDIENCE = "https://cities.test/api"
 
@@ -79,7 +80,6 @@ class Issuer:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def settings(self, **extra: Any) -> dict[str, Any]:
         """The app settings that trust this issuer."""
@@ -116,7 +116,7 @@ def unsigned_token(header: dict[str, Any], payload: dict[str, Any], secret: byte
 def running_issuer(*keys: SigningKey) -> Iterator[Issuer]:
     issuer = Issuer()
     issuer.keys = list(keys)
-    issuer.thread.start()
+    serve_in_thread(issuer.server)
     try:
         yield issuer
     finally:
