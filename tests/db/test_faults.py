@@ -78,7 +78,7 @@ def test_unknown_database_fails_at_once_without_retrying(running, client_for):
     client = client_for(DATABASE_URL=running.url("no_such_db"), DB_CONNECT_BUDGET=30)
     started = time.monotonic()
     assert client.get("/cities").status == 503
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 30 / 2, "retried for the connect budget"
 
 
 def test_a_backend_killed_mid_request_is_a_503_and_nothing_is_left_open(
@@ -122,7 +122,7 @@ def test_a_statement_past_the_timeout_is_cancelled_as_503(running, client_for, m
     started = time.monotonic()
     reply = client.get("/cities/1")
     assert reply.status == 503
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 10 / 2, "the statement ran on past its timeout"
 
 
 def test_the_statement_timeout_is_set_for_the_request_only(running, client_for, monkeypatch):
@@ -195,7 +195,7 @@ def test_tls_verify_full_trusts_only_the_shipped_roots_by_default(tls, client_fo
     assert db.ssl_root_cert(url) == db.ROOT_CERTS
     started = time.monotonic()
     assert client_for(DATABASE_URL=url, DB_CONNECT_BUDGET=30).get("/health").status == 503
-    assert time.monotonic() - started < 3, "a certificate failure is not worth retrying"
+    assert time.monotonic() - started < 30 / 2, "a certificate failure is not worth retrying"
     assert "certificate verify failed" in caplog.text
 
 
@@ -235,7 +235,7 @@ def test_tls_verify_full_refuses_an_untrusted_server_at_once(tls, client_for, mo
     started = time.monotonic()
     reply = client_for(DATABASE_URL=url, DB_CONNECT_BUDGET=30).get("/health")
     assert reply.status == 503
-    assert time.monotonic() - started < 3, "a certificate failure is not worth retrying"
+    assert time.monotonic() - started < 30 / 2, "a certificate failure is not worth retrying"
 
 
 def test_tls_is_required_by_the_server(tls, client_for):
@@ -317,7 +317,7 @@ def test_channel_binding_refuses_at_once_a_login_it_cannot_bind(tls_scram, tls, 
         url = tls_url(tls[0], sslmode="require", channel_binding="require")
     started = time.monotonic()
     assert client_for(DATABASE_URL=url, DB_CONNECT_BUDGET=30).get("/health").status == 503
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 30 / 2, "retried for the connect budget"
 
 
 def assert_refused_at_once_as_unsupported(client, caplog) -> None:
