@@ -231,11 +231,10 @@ def test_concurrent_migrations_through_the_pooler_apply_each_file_once(
 
 
 def test_migrate_cli_through_the_pooler_needs_no_lock_held_between_runs(pooled: PgBouncer) -> None:
-    """Run after run, the next migration is never blocked by a lock a previous one left."""
-    started = time.monotonic()
+    """Run after run, the next migration is never blocked by a lock a previous one left: none
+    is held between runs (a run that met one would wait out its lock_timeout and fail)."""
     for _ in range(5):
         assert migrate(pooled.url(), connect_timeout=3)["applied"] == []
-    assert time.monotonic() - started < 10
-    assert run_sql(
-        pooled.cluster.url(), "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-    ) == [(0,)]
+        assert run_sql(
+            pooled.cluster.url(), "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+        ) == [(0,)]
