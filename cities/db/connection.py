@@ -16,7 +16,8 @@ connecting to a hosted Postgres costs TCP + TLS + SCRAM round trips on every req
 connection is handed out again only when it looks healthy without a round trip (open, idle for
 less than `DB_CONNECTION_MAX_IDLE` seconds, no transaction, and nothing unread on its socket: a
 backend that was terminated or a server that went down leaves a notice or EOF there); otherwise
-it is dropped and a new one opened. It is then used like a new one, one round trip per read;
+it is dropped and a new one opened. It is then used like a new one, one round trip per read
+(an item's read is sent before Flask runs, `send_ahead`, cities.http.early_read);
 if it still breaks on the request's first statement (a read, or the `BEGIN` sent alone before a
 write), nothing of the request took effect, and the view runs again on a new connection. At the
 end of a request a clean connection is kept (an open transaction is rolled back first); after
@@ -69,7 +70,7 @@ from typing import Any
 
 import psycopg2
 import psycopg2.extensions
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, has_request_context, request
 
 from cities.http.errors import ServiceUnavailable
 from cities.ops.secrets_mask import mask_secrets
@@ -331,6 +332,8 @@ class PreludeCursor(psycopg2.extensions.cursor):
 
     def execute(self, query: str, vars: object = None) -> None:
         conn = self.connection
+        ahead, conn.ahead = conn.ahead, None
+        sent = ahead is not None and ahead == (self, query, vars)  # send_ahead sent it already
         prelude = conn.prelude
         retryable, conn.retry_if_dead = conn.retry_if_dead and not prelude, False
         if prelude:
@@ -340,7 +343,10 @@ class PreludeCursor(psycopg2.extensions.cursor):
             query = conn.prefix + query
         started = time.perf_counter()
         try:
-            super().execute(query, vars)
+            if ahead is not None and not sent:
+                conn.answer()  # another statement than the one sent ahead: drop its answer first
+            if not sent:
+                super().execute(query, vars)
             if conn.async_:
                 conn.answer()
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
@@ -375,10 +381,21 @@ class Connection(psycopg2.extensions.connection):
     retry_if_dead = False
     # Seconds this request spent connecting and waiting on statements (the metric DatabaseTime).
     busy = 0.0
+    # A read sent before the view asked for it (send_ahead): (its cursor, statement, parameters),
+    # and the request's (connect budget end, deadline) from when it was sent.
+    ahead: tuple[Any, str, object] | None = None
+    times = (0.0, 0.0)
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.cursor_factory = PreludeCursor
+
+    def cursor(self, *args: Any, **kwargs: Any) -> Any:
+        """A new cursor; while a read sent ahead is pending, the cursor it was sent on, so the
+        view's `execute` of that same statement only waits for its answer."""
+        if self.ahead is not None and not (args or kwargs):
+            return self.ahead[0]
+        return super().cursor(*args, **kwargs)
 
     def answer(self) -> None:
         """Wait for the answer to the statement just sent (asynchronous connections)."""
@@ -517,13 +534,51 @@ def _reuse(config: Mapping[str, Any], deadline: float) -> psycopg2.extensions.co
     way; the write itself is never resent.
     """
     conn = kept_connection(current_app).take(config["DB_CONNECTION_MAX_IDLE"])
-    if conn is None:
-        return None
+    if conn is not None:
+        _hand_out(conn, config, deadline)
+    return conn
+
+
+def _hand_out(conn: Connection, config: Mapping[str, Any], deadline: float) -> None:
     conn.deadline = deadline
     conn.busy = 0.0  # this request's time, from its first statement on
     conn.prelude, conn.prefix = None, _timeout_sql(config["DB_STATEMENT_TIMEOUT_MS"])
     conn.first = conn.retry_if_dead = True
-    return conn
+
+
+# Where a connection carrying a read sent ahead waits for the request's first get_db().
+SENT_AHEAD = "cities.sent_ahead"
+
+
+def send_ahead(app: Flask, environ: dict[str, Any], statement: str, params: tuple) -> None:
+    """Send `statement` on the kept connection before Flask runs, without waiting for its answer
+    (cities.http.early_read): the request's first get_db() gets that connection and the view's
+    `execute` of the same statement only waits. Nothing is sent when no healthy connection is
+    kept; one whose send fails is dropped, and the request goes on as if none had been."""
+    config = app.config
+    conn = kept_connection(app).take(config["DB_CONNECTION_MAX_IDLE"])
+    if conn is None:
+        return
+    now = time.monotonic()
+    conn.times = (now + config["DB_CONNECT_BUDGET"], now + request_bound(config))
+    _hand_out(conn, config, conn.times[1])
+    cursor = conn.cursor()
+    try:  # on an asynchronous connection, execute() only sends
+        psycopg2.extensions.cursor.execute(cursor, conn.prefix + statement, params)
+    except psycopg2.Error:
+        log.info("kept connection failed while sending a read ahead; it is replaced")
+        _discard(conn)
+        return
+    conn.ahead = (cursor, statement, params)
+    environ[SENT_AHEAD] = conn
+
+
+def drop_unused(environ: dict[str, Any]) -> None:
+    """After the request: a read sent ahead that no view took (an error before it) is dropped
+    with its connection, so nothing pending reaches the next request."""
+    conn = environ.pop(SENT_AHEAD, None)
+    if conn is not None:
+        _discard(conn)
 
 
 def _request_times(config: Mapping[str, Any]) -> tuple[float, float]:
@@ -554,6 +609,11 @@ def get_db() -> psycopg2.extensions.connection:
             log.error("DATABASE_URL is not set: the API cannot reach its database")
             raise ServiceUnavailable("The service is not configured: its database URL is missing.")
         g.db_connection_obtained = "failed"  # how: "opened", "reused" or "failed" (request log)
+        conn = request.environ.pop(SENT_AHEAD, None) if has_request_context() else None
+        if conn is not None:  # the kept connection, its first read on the way (send_ahead)
+            g.db_times = conn.times
+            g.db, g.db_connection_obtained = conn, "reused"
+            return conn
         budget_end, deadline = _request_times(config)
         if config.get("DB_CONNECTION_REUSE"):
             conn = _reuse(config, deadline)

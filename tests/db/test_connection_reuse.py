@@ -16,12 +16,13 @@ from typing import Any
 import psycopg2
 import pytest
 import serverless_wsgi
-from flask import Flask
+from flask import Flask, request
 
 from cities import create_app
 from cities.db import connection as db
 from cities.db.connection import close_db, get_db, kept_connection, transaction
 from cities.db.migrate import migrate
+from cities.http.errors import ServiceUnavailable
 from cities.ops import config
 from tests.conftest import run_sql
 from tests.support.lambda_events import Client
@@ -300,3 +301,71 @@ def test_a_write_on_a_dead_kept_connection_is_sent_once_on_a_new_one(
 
     assert client.post("/cities", {"name": "Brockway", "state": "Illinois"}).status == 201
     assert run_sql(reuse_url, "SELECT count(*) FROM city WHERE name = 'Brockway'") == [(1,)]
+
+
+def watch_reads_sent_ahead(app: Flask) -> list[bool | None]:
+    """What each request's first hook finds: None when no read was sent ahead, else whether
+    that read is still on its way (Flask has not waited for it)."""
+    seen: list[bool | None] = []
+
+    @app.before_request
+    def look() -> None:
+        conn = request.environ.get(db.SENT_AHEAD)
+        seen.append(None if conn is None else bool(conn.isexecuting()))
+
+    return seen
+
+
+def test_an_items_read_is_on_the_wire_before_flask_runs(
+    make_app: Callable[..., Flask], reuse_url: str, cluster: Cluster
+) -> None:
+    """On a kept connection `GET /cities/{id}` is sent by the middleware, so its round trip
+    overlaps Flask's set-up; the answer, the ETag and the one message per read are the same."""
+    app = make_app()
+    seen = watch_reads_sent_ahead(app)
+    client = client_for(app)
+    city = client.post("/cities", {"name": "Capital City", "state": "Illinois"}).json
+    first = client.get(f"/cities/{city['id']}")
+    assert first.json == city
+    assert seen == [None, True]  # the POST reads nothing ahead; the GET's read was pending
+    again = client.get(f"/cities/{city['id']}", headers={"If-None-Match": first.header("ETag")})
+    assert again.status == 304
+    assert client.request("HEAD", f"/cities/{city['id']}").status == 200
+    assert seen[2:] == [True, True]
+    assert backends(reuse_url) == [(backends(reuse_url)[0][0], "idle")]
+
+
+def test_only_canonical_item_reads_are_sent_ahead(make_app: Callable[..., Flask]) -> None:
+    app = make_app()
+    seen = watch_reads_sent_ahead(app)
+    client = client_for(app)
+    city = client.post("/cities", {"name": "Shelbyville", "state": "Illinois"}).json
+    assert client.get("/cities").status == 200
+    assert client.get(f"/cities/0{city['id']}").status == 404  # not the item's URL
+    assert client.delete(f"/cities/{city['id']}").status == 200
+    assert seen == [None, None, None, None]
+
+
+def test_a_read_sent_ahead_that_no_view_takes_is_dropped_with_its_connection(
+    make_app: Callable[..., Flask], reuse_url: str
+) -> None:
+    """An error before the view (here a hook's 503) leaves the answer unread: the connection is
+    closed, not kept with a statement pending, and the next request is served."""
+    app = make_app()
+    refusing = {"on": False}
+
+    @app.before_request
+    def refuse() -> None:
+        if refusing["on"]:
+            raise ServiceUnavailable("refused before the view")
+
+    client = client_for(app)
+    city = client.post("/cities", {"name": "Cypress Creek", "state": "Illinois"}).json
+    [(pid, _)] = wait_for_backends(reuse_url, 1)
+    refusing["on"] = True
+    assert client.get(f"/cities/{city['id']}").status == 503
+    assert wait_for_backends(reuse_url, 0) == []
+    refusing["on"] = False
+    assert client.get(f"/cities/{city['id']}").json == city
+    [(new_pid, _)] = wait_for_backends(reuse_url, 1)
+    assert new_pid != pid
