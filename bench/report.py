@@ -287,7 +287,7 @@ def _latency(lat: dict[str, Any]) -> list[str]:
     return ["`GET /cities/{id}` through serverless-wsgi (the API) and psycopg2 alone doing the "
             "same work, through the delay proxy; RTT nominal (as delivered, ms). On a kept "
             "connection the last column is a one-route Flask app behind serverless-wsgi doing "
-            "the same SELECT: the framework's share, measured in the same rounds:", "",
+            "the same SELECT, in the same rounds: what the framework alone takes:", "",
             *_table(["path", "RTT", "API: median (IQR)", "API round trips",
                      "psycopg2 alone: median (IQR)", "its round trips", "floor", "API x floor",
                      "one-route Flask x floor"], rows), *_kept_instructions(lat)]
