@@ -96,7 +96,9 @@ def import_instructions(module: str, workdir: str) -> int | None:
         return None
 
     def collected(code: str) -> int:
-        return callgrind.collected(valgrind, [sys.executable, "-c", code], workdir, cold_env())
+        # The same hashes, so the same count run after run (the timed runs keep random ones).
+        env = {**cold_env(), "PYTHONHASHSEED": "0"}
+        return callgrind.collected(valgrind, [sys.executable, "-c", code], workdir, env)
 
     return collected(f"import {module}") - collected("pass")
 

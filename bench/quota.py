@@ -76,7 +76,8 @@ def _callgrind(url: str) -> dict[str, int] | None:
         return None
     from bench import callgrind
 
-    env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING",
+           "PYTHONHASHSEED": "0"}  # the same hashes, so the same count run after run
 
     def count(mode: str, writes: int) -> int:
         argv = [sys.executable, "-m", "bench.quota", "--writes", mode, str(writes)]
