@@ -523,7 +523,7 @@ def died_in_use(conn: psycopg2.extensions.connection, error: Exception) -> bool:
     return bool(conn.closed) and not isinstance(error, DatabaseTimeout)
 
 
-def _reuse(config: Mapping[str, Any], deadline: float) -> psycopg2.extensions.connection | None:
+def _reuse(app: Flask, deadline: float) -> psycopg2.extensions.connection | None:
     """The kept connection, used like a new one: each read is one round trip
     (`SET LOCAL statement_timeout; SELECT`), or None to connect anew.
 
@@ -533,17 +533,14 @@ def _reuse(config: Mapping[str, Any], deadline: float) -> psycopg2.extensions.co
     `_retry_refused`). A write on it first sends `BEGIN` alone (`transaction`), retried the same
     way; the write itself is never resent.
     """
-    conn = kept_connection(current_app).take(config["DB_CONNECTION_MAX_IDLE"])
+    config = app.config
+    conn = kept_connection(app).take(config["DB_CONNECTION_MAX_IDLE"])
     if conn is not None:
-        _hand_out(conn, config, deadline)
+        conn.deadline = deadline
+        conn.busy = 0.0  # this request's time, from its first statement on
+        conn.prelude, conn.prefix = None, _timeout_sql(config["DB_STATEMENT_TIMEOUT_MS"])
+        conn.first = conn.retry_if_dead = True
     return conn
-
-
-def _hand_out(conn: Connection, config: Mapping[str, Any], deadline: float) -> None:
-    conn.deadline = deadline
-    conn.busy = 0.0  # this request's time, from its first statement on
-    conn.prelude, conn.prefix = None, _timeout_sql(config["DB_STATEMENT_TIMEOUT_MS"])
-    conn.first = conn.retry_if_dead = True
 
 
 # Where a connection carrying a read sent ahead waits for the request's first get_db().
@@ -555,13 +552,11 @@ def send_ahead(app: Flask, environ: dict[str, Any], statement: str, params: tupl
     (cities.http.early_read): the request's first get_db() gets that connection and the view's
     `execute` of the same statement only waits. Nothing is sent when no healthy connection is
     kept; one whose send fails is dropped, and the request goes on as if none had been."""
-    config = app.config
-    conn = kept_connection(app).take(config["DB_CONNECTION_MAX_IDLE"])
+    times = _times_from_now(app.config)
+    conn = _reuse(app, times[1])
     if conn is None:
         return
-    now = time.monotonic()
-    conn.times = (now + config["DB_CONNECT_BUDGET"], now + request_bound(config))
-    _hand_out(conn, config, conn.times[1])
+    conn.times = times
     cursor = conn.cursor()
     try:  # on an asynchronous connection, execute() only sends
         psycopg2.extensions.cursor.execute(cursor, conn.prefix + statement, params)
@@ -586,9 +581,24 @@ def _request_times(config: Mapping[str, Any]) -> tuple[float, float]:
     attempt and kept across the retries of a refused first statement."""
     times = g.get("db_times")
     if times is None:
-        now = time.monotonic()
-        times = g.db_times = (now + config["DB_CONNECT_BUDGET"], now + request_bound(config))
+        times = g.db_times = _times_from_now(config)
     return times
+
+
+def _times_from_now(config: Mapping[str, Any]) -> tuple[float, float]:
+    now = time.monotonic()
+    return now + config["DB_CONNECT_BUDGET"], now + request_bound(config)
+
+
+def _sent_ahead(config: Mapping[str, Any]) -> psycopg2.extensions.connection | None:
+    """The kept connection carrying this request's first read, sent before Flask ran
+    (send_ahead), with the request's times taken then; None if none was sent."""
+    if not config.get("DB_CONNECTION_REUSE") or not has_request_context():
+        return None
+    conn = request.environ.pop(SENT_AHEAD, None)
+    if conn is not None:
+        g.db_times = conn.times
+    return conn
 
 
 def get_db() -> psycopg2.extensions.connection:
@@ -609,14 +619,13 @@ def get_db() -> psycopg2.extensions.connection:
             log.error("DATABASE_URL is not set: the API cannot reach its database")
             raise ServiceUnavailable("The service is not configured: its database URL is missing.")
         g.db_connection_obtained = "failed"  # how: "opened", "reused" or "failed" (request log)
-        conn = request.environ.pop(SENT_AHEAD, None) if has_request_context() else None
-        if conn is not None:  # the kept connection, its first read on the way (send_ahead)
-            g.db_times = conn.times
+        conn = _sent_ahead(config)
+        if conn is not None:
             g.db, g.db_connection_obtained = conn, "reused"
             return conn
         budget_end, deadline = _request_times(config)
         if config.get("DB_CONNECTION_REUSE"):
-            conn = _reuse(config, deadline)
+            conn = _reuse(current_app, deadline)
             if conn is not None:
                 g.db, g.db_connection_obtained = conn, "reused"
                 return conn

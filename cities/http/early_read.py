@@ -23,7 +23,7 @@ from typing import Any
 from flask import Flask
 
 from cities.db.connection import drop_unused, send_ahead
-from cities.http.listing import parse_positive_id
+from cities.http.listing import canonical_id
 from cities.http.resource_api import ResourceViews
 
 READS = ("GET", "HEAD")
@@ -45,8 +45,8 @@ class SendReadsAhead:
             path = environ.get("PATH_INFO", "")
             prefix, _, raw = path.rpartition("/")
             select = self.selects.get(prefix + "/")
-            item_id = parse_positive_id(raw) if select else None
-            if item_id is not None and str(item_id) == raw:  # a canonical id (item_id_of)
+            item_id = canonical_id(raw) if select else None
+            if item_id is not None:  # what the view's item_id_of will find
                 send_ahead(self.app, environ, select, (item_id,))
         try:
             return self.wsgi_app(environ, start_response)

@@ -77,6 +77,12 @@ def parse_positive_id(text: str) -> int | None:
     return value if 1 <= value <= BIGINT_MAX else None
 
 
+def canonical_id(text: str) -> int | None:
+    """The id an item URL's segment names, only if written the one way (`2`, never `02`)."""
+    item_id = parse_positive_id(text)
+    return item_id if item_id is not None and str(item_id) == text else None
+
+
 def _sign(resource: Resource, payload: bytes) -> bytes:
     """A checksum keyed by the collection: a cursor is valid for the list that issued it only.
     (The key of /cities is the one its cursors were always signed with, whatever the version.)"""

@@ -29,7 +29,7 @@ from cities.http.errors import (
     PreconditionRequired,
     ServiceUnavailable,
 )
-from cities.http.listing import cursor_after, parse_list_query, parse_positive_id
+from cities.http.listing import canonical_id, cursor_after, parse_list_query
 from cities.http.public_host import absolute_urls
 from cities.http.request_log import shared_reads
 from cities.resources.resource import Resource
@@ -104,8 +104,8 @@ class ResourceViews:
         """The id of a canonical URL only: `/cities/02` is not `/cities/2` (one URL per item,
         so caches and ETags never see two copies of one city), so it is a 404."""
         raw = path[self.var]
-        item_id = parse_positive_id(raw)
-        if item_id is None or str(item_id) != raw:
+        item_id = canonical_id(raw)
+        if item_id is None:
             raise self.not_found(raw)
         return item_id
 
