@@ -5,13 +5,12 @@ nor a trace) and checked by cfn-lint."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.deploy.test_deploy import CFN_LINT, resources
-from tests.support.osls import Packaged
+from tests.deploy.test_deploy import resources
+from tests.support.osls import Packaged, cfn_lint
 
 CDN = {"CdnForwardedHost", "CdnCachePolicy", "CdnOriginRequestPolicy", "CdnDistribution"}
 XRAY = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
@@ -127,7 +126,5 @@ def test_tracing_is_active_and_the_role_may_write_traces(fronted, templates) -> 
 
 def test_the_fronted_template_passes_cfn_lint(fronted) -> None:
     _, out = fronted
-    files = sorted(str(p) for p in out.glob("cloudformation-template-*.json"))
-    found = subprocess.run([CFN_LINT, "--ignore-checks", "W3005", "--", *files],
-                           capture_output=True, text=True, check=False)
+    found = cfn_lint(out)
     assert found.returncode == 0, found.stdout + found.stderr

@@ -12,7 +12,6 @@ import ast
 import hashlib
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +26,7 @@ from cities.ops import config
 from cities.ops import ssm as app_ssm
 from deploy import package_lambda
 from tests.conftest import run_sql
-from tests.support.osls import REGION, Packaged, offline_env
+from tests.support.osls import CFN_LINT, REGION, Packaged, cfn_lint, offline_env
 from tests.support.response_url import ResponseURL
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +41,6 @@ EXPECTED = {
     "api": {"Handler": "handler.api", "MemorySize": 512, "Timeout": 25},
     "migrate": {"Handler": "handler.migrate", "MemorySize": 256, "Timeout": 60},
 }
-CFN_LINT = str(Path(sys.executable).with_name("cfn-lint"))
 SSM_ARN = f"arn:aws:ssm:{REGION}:123456789012:parameter/{SERVICE}/{STAGE}"
 
 
@@ -62,10 +60,7 @@ def test_template_passes_cfn_lint(dev_package: Path) -> None:
     # route and to every function with its own role; that one warning is ignored by name
     # (`make cfn-lint`), and nothing else may appear.
     assert rules <= {"W3005"}, found.stdout
-    strict = subprocess.run(
-        [CFN_LINT, "--ignore-checks", "W3005", "--", *files],
-        capture_output=True, text=True, check=False,
-    )
+    strict = cfn_lint(dev_package)
     assert strict.returncode == 0, strict.stdout + strict.stderr
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from fnmatch import fnmatchcase
 from functools import cache
 from pathlib import Path
@@ -24,11 +23,10 @@ import pytest
 import yaml
 from cfnlint.decode import decode_str
 
-from tests.support.osls import Packaged
+from tests.support.osls import CFN_LINT, Packaged
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "github-deploy-role.yml"
-CFN_LINT = str(Path(sys.executable).with_name("cfn-lint"))
 SCHEMAS = Path(cfnlint.__file__).parent / "data" / "schemas"
 OSLS_AWS = ROOT / "node_modules" / "osls" / "lib" / "plugins" / "aws"
 

@@ -18,8 +18,8 @@ import pytest
 from moto import mock_aws
 
 from deploy import kill_switch
-from tests.deploy.test_deploy import CFN_LINT, REGION, ROOT
-from tests.support.osls import Packaged
+from tests.deploy.test_deploy import REGION, ROOT
+from tests.support.osls import Packaged, cfn_lint
 
 FUNCTION = "cities-dev-api"
 KILL_SWITCH = {"KillSwitchTopic", "KillSwitchTopicPolicy", "KillSwitchBudget",
@@ -195,7 +195,5 @@ def test_limits_that_would_fire_at_once_are_refused_by_the_deploy(armed) -> None
 
 def test_the_armed_template_passes_cfn_lint(armed) -> None:
     _, out = armed
-    files = sorted(str(p) for p in out.glob("cloudformation-template-*.json"))
-    found = subprocess.run([CFN_LINT, "--ignore-checks", "W3005", "--", *files],
-                           capture_output=True, text=True, check=False)
+    found = cfn_lint(out)
     assert found.returncode == 0, found.stdout + found.stderr
