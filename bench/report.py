@@ -299,7 +299,7 @@ def _kept_instructions(lat: dict[str, Any]) -> list[str]:
         return []
     own = counts["app"] - counts["framework"]
     return ["", "Client instructions per GET on a kept TLS connection (callgrind, mean of "
-            f"{lat.get('callgrind_gets', 200)}): the API {counts['app'] / 1e6:.3f}M, the "
+            f"{lat['callgrind_gets']}): the API {counts['app'] / 1e6:.3f}M, the "
             f"one-route Flask app {counts['framework'] / 1e6:.3f}M, psycopg2 alone "
             f"{counts['psycopg2'] / 1e6:.3f}M; the project's own code is {own / 1e6:.3f}M "
             f"({own / counts['app']:.0%} of the API's)."]
