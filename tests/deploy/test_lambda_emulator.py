@@ -189,3 +189,26 @@ def test_a_timed_out_invoke_resets_the_runtime_and_the_next_one_is_served(
     # A new runtime process served it: init ran again after the reset.
     assert len(re.findall(r"INIT START", logs)) == 2, logs
 
+
+
+def test_a_warm_container_with_reuse_reads_items_on_its_kept_connection(start, databases) -> None:
+    """DB_CONNECTION_REUSE under Lambda's runtime: invokes of one warm container share its kept
+    connection, the item GETs served on it through the read-ahead middleware that reuse installs
+    (cities/http/early_read.py; what it sends is checked in tests/db/test_connection_reuse.py)."""
+    url = databases.create()
+    with start("handler.migrate", _env(url)) as migrate:
+        assert migrate.invoke({}).status == 200
+    with start("handler.api", _env(url, DB_CONNECTION_REUSE="1")) as api:
+        created = to_reply(api.invoke(http_api_event(
+            "POST", "/cities", {"name": "Ogdenville", "state": "OR"}, headers=AUTH)).payload)
+        assert created.status == 201
+        item = f"/cities/{created.json['id']}"
+        for _ in range(3):
+            reply = to_reply(api.invoke(http_api_event("GET", item)).payload)
+            assert reply.status == 200 and reply.json == created.json
+        logs = api.logs()
+    lines = [json.loads(line.split("\t")[-1]) for line in logs.splitlines()
+             if '"event":"request"' in line]
+    assert [(e["method"], e["db_connection"]) for e in lines] == [
+        ("POST", "opened"), ("GET", "reused"), ("GET", "reused"), ("GET", "reused")]
+    assert "Traceback" not in logs
