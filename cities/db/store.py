@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 from psycopg2 import errors as pgerrors
@@ -27,19 +26,12 @@ from cities.resources.validation import detail
 TOUCH = "updated_at = greatest(now(), updated_at + interval '1 microsecond')"
 
 
-def timestamp(value: datetime) -> str:
-    """RFC 3339 in UTC with a fixed precision, so clients can compare them as strings."""
-    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
 def as_json(resource: Resource, row: tuple[Any, ...] | None) -> dict[str, Any] | None:
-    """A row of `resource.columns` as its JSON object, by column name, timestamps formatted."""
+    """A row of `resource.columns` as its JSON object, by column name (its timestamps come
+    formatted: resource.RFC3339_UTC)."""
     if row is None:
         return None
-    item = dict(zip(resource.column_names, row, strict=True))
-    item["created_at"] = timestamp(item["created_at"])
-    item["updated_at"] = timestamp(item["updated_at"])
-    return item
+    return dict(zip(resource.column_names, row, strict=True))
 
 
 def _constraint(error: Any) -> str | None:
@@ -135,7 +127,7 @@ def list_page(
     statement = parts[0]
     if len(parts) > 1:  # each range its own index scan, merged in the same order
         union = " UNION ALL ".join(f"({part})" for part in parts)
-        statement = (f"SELECT {resource.columns} FROM ({union}) AS page "
+        statement = (f"SELECT {resource.column_list} FROM ({union}) AS page "
                      f"ORDER BY {order_by} LIMIT %s")
         args.append(limit)
     with conn.cursor() as cur:
