@@ -27,6 +27,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.config.from_mapping(test_config)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False
+    app.json.compact = True  # in debug too: one layout for every response (resource_api.json_text)
     app.json.ensure_ascii = False  # UTF-8 bodies: "Zürich", not "Z\u00fcrich"
     app.url_map.merge_slashes = False
 

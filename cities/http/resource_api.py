@@ -70,6 +70,12 @@ def precondition_failed() -> PreconditionFailed:
     return PreconditionFailed(details=[problem])
 
 
+def json_text(value: Any) -> str:
+    """`value` as jsonify writes it (app.json, compact: create_app), for a response built
+    before its body is known."""
+    return f"{current_app.json.dumps(value, separators=(',', ':'))}\n"
+
+
 def with_etag(row: dict[str, Any]) -> Response:
     response = jsonify(row)
     response.headers["ETag"] = etag(row)
@@ -169,19 +175,24 @@ class ResourceViews:
         return jsonify(row), 201, headers
 
     def get_item(self, **path: str) -> Response:
+        """What needs no row (the preconditions, the response object) is done before the read:
+        on a kept connection the row is already on its way (cities.http.early_read), and only
+        what follows its arrival adds to the request's time."""
         item_id = self.item_id_of(path)
-        row = self.found(store.get(get_db(), self.resource, item_id), item_id)
-        current = etag(row)
+        conn = get_db()
         if_match = request.headers.get("If-Match")
+        if_none_match = request.headers.get("If-None-Match")
+        response = shareable(current_app.response_class(mimetype=current_app.json.mimetype))
+        row = self.found(store.get(conn, self.resource, item_id), item_id)
+        current = etag(row)
         if if_match is not None and not if_match_holds(if_match, current):
             raise precondition_failed()
-        if_none_match = request.headers.get("If-None-Match")
         if if_none_match is not None and not if_none_match_holds(if_none_match, current):
             # The 200's cache headers again: a cache refreshes its copy from them (RFC 9111 4.3.4).
             return shareable(Response(status=304, headers={"ETag": current}))
-        response = jsonify(row)
+        response.set_data(json_text(row))
         response.headers["ETag"] = current
-        return shareable(response)
+        return response
 
     def replace_item(self, **path: str) -> Response:
         item_id = self.item_id_of(path)
