@@ -1,6 +1,7 @@
 """AWS Lambda entry points. Kept thin: the app lives in the `cities` package.
 
-`api` serves HTTP through serverless-wsgi (HTTP API, REST API, Function URL and ALB events);
+`api` serves HTTP through serverless-wsgi (HTTP API, REST API, Function URL and ALB events;
+cities.http.lambda_entry);
 `migrate` applies schema migrations at deploy time, before the API's new code takes traffic.
 Importing this module builds the app but opens no connection, so init stays fast and survives
 missing or out-of-range configuration (cities.ops.config: logged, never raised).
@@ -11,9 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import serverless_wsgi
-
 from cities import create_app
+from cities.http import lambda_entry
 from cities.ops import config, ssm
 from cities.ops.secrets_mask import masked_error
 
@@ -21,15 +21,8 @@ app = create_app()
 
 
 def api(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Serve one HTTP event. The app answers every request itself; an exception here means
-    serverless-wsgi could not translate the event (say, a body flagged base64 that is not)."""
-    try:
-        return serverless_wsgi.handle_request(app, event, context)
-    except Exception as exc:
-        logging.getLogger("cities").warning("untranslatable event: %s", type(exc).__name__)
-        from cities.http.lambda_refusals import bad_event_response  # only on this failure
-
-        return bad_event_response("The request could not be read.")
+    """Serve one HTTP event (cities.http.lambda_entry: serverless-wsgi, and a read sent ahead)."""
+    return lambda_entry.serve(app, event, context)
 
 
 class MigrationFailed(RuntimeError):

@@ -229,9 +229,9 @@ def _measure(runs: int, interleaved: Callable[..., dict], servers: dict[str, tup
 
 def _one(url: str, mode: str, kind: str, ids: list[int], kept: list[Any]) -> Callable[[int], None]:
     import psycopg2
-    import serverless_wsgi
 
     from cities import create_app
+    from cities.http.lambda_entry import serve
     from cities.resources.city import CITY
     from tests.support.lambda_events import http_api_event
 
@@ -241,7 +241,7 @@ def _one(url: str, mode: str, kind: str, ids: list[int], kept: list[Any]) -> Cal
         events = [http_api_event("GET", f"/cities/{i}") for i in ids]
 
         def app_get(r: int) -> None:
-            reply = serverless_wsgi.handle_request(app, events[r], None)
+            reply = serve(app, events[r], None)  # as handler.api
             if reply["statusCode"] != 200:
                 raise RuntimeError(f"latency GET answered {reply['statusCode']}: {reply}")
         return app_get

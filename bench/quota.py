@@ -31,12 +31,11 @@ CALLGRIND_WRITES = 40
 
 
 def _apps(url: str, reuse: bool) -> dict[str, Callable[[dict], dict]]:
-    import serverless_wsgi
-
     from cities import create_app
+    from cities.http.lambda_entry import serve
 
     def api(app: Any) -> Callable[[dict], dict]:
-        return lambda event: serverless_wsgi.handle_request(app, event, None)
+        return lambda event: serve(app, event, None)
 
     return {mode: api(create_app({"DATABASE_URL": url, "API_KEYS": KEYS,
                                   "DB_CONNECTION_REUSE": reuse, **settings}))

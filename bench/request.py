@@ -48,11 +48,12 @@ def bench_request(url: str, rounds: int) -> dict[str, Any]:
     from bench import fastapi_peer
     from cities import create_app
     from cities.db.connection import kept_connection
+    from cities.http import lambda_entry
 
     reuse_app = create_app({"DB_CONNECTION_REUSE": True})
 
     def reuse_api(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        return serverless_wsgi.handle_request(reuse_app, event, context)
+        return lambda_entry.serve(reuse_app, event, context)
 
     # The same warm GET with the per-request EMF record on (as on Lambda, serverless.yml), printed
     # to /dev/null: its difference to `GET cities reuse` is what the metrics cost a request.
@@ -62,7 +63,7 @@ def bench_request(url: str, rounds: int) -> dict[str, Any]:
     def metrics_api(event: dict[str, Any], context: Any) -> dict[str, Any]:
         stdout, sys.stdout = sys.stdout, devnull
         try:
-            return serverless_wsgi.handle_request(metrics_app, event, context)
+            return lambda_entry.serve(metrics_app, event, context)
         finally:
             sys.stdout = stdout
 

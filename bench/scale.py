@@ -188,11 +188,11 @@ SCALE_QUERIES = {
 def bench_scale(cluster: Any, row_counts: list[int], repeats: int) -> dict[str, Any]:
     """Every page at every table size, `repeats` interleaved runs; plans and size ratios."""
     import psycopg2
-    import serverless_wsgi
 
     from cities import create_app
     from cities.db.connection import kept_connection
     from cities.db.migrate import migrate
+    from cities.http.lambda_entry import serve
     from tests.support.lambda_events import http_api_event
 
     # Load every size first, then time all their pages in one interleaved run: a ratio between
@@ -228,7 +228,7 @@ def bench_scale(cluster: Any, row_counts: list[int], repeats: int) -> dict[str, 
         }
 
     def call(event: dict[str, Any], app: Any) -> Callable[[int], Any]:
-        return lambda _r: expect(serverless_wsgi.handle_request(app, event, None), 200)
+        return lambda _r: expect(serve(app, event, None), 200)
 
     # Each page twice: with reuse on, the figure is the query and the app alone (the strict view
     # of how a page scales); with a connection per invocation (the default), it is what a caller

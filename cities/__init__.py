@@ -78,8 +78,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(meta_api.bp)
     app.register_blueprint(docs_api.bp)
     if app.config.get("DB_CONNECTION_REUSE"):
-        from cities.http.early_read import SendReadsAhead  # only a kept connection reads ahead
+        from cities.http import early_read  # only a kept connection reads ahead
 
-        app.wsgi_app = SendReadsAhead(app.wsgi_app, app)  # type: ignore[method-assign]
+        early_read.install(app)
     app.wsgi_app = base_path.GatewayPaths(app.wsgi_app, app.config)
     return app

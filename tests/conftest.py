@@ -225,15 +225,14 @@ def open_connections(database_url: str, application_name: str = "cities") -> int
 def resources_client(database_url: str, sql: Any) -> Client:
     """Talks to an app serving city and the test-only region and district, through HTTP API
     events."""
-    import serverless_wsgi
-
     from cities import create_app
+    from cities.http import lambda_entry
     from cities.resources.city import CITY
     from tests.support.resources.district import DISTRICT
     from tests.support.resources.region import REGION
 
     app = create_app({"DATABASE_URL": database_url, "RESOURCES": (CITY, REGION, DISTRICT)})
-    client = Client(lambda event, context: serverless_wsgi.handle_request(app, event, context))
+    client = Client(lambda event, context: lambda_entry.serve(app, event, context))
     client.app = app
     return client
 
@@ -242,17 +241,16 @@ def resources_client(database_url: str, sql: Any) -> Client:
 def client_for(database_url: str, sql: Any) -> Iterator[Any]:
     """A client for a separately built app, e.g. `client_for(DATABASE_URL=None)`; a connection
     an app kept (DB_CONNECTION_REUSE) is closed after the test."""
-    import serverless_wsgi
-
     from cities import create_app
     from cities.db.connection import kept_connection
+    from cities.http import lambda_entry
 
     apps: list[Any] = []
 
     def build(**config: Any) -> Client:
         app = create_app({"DATABASE_URL": database_url, **config})
         apps.append(app)
-        return Client(lambda event, context: serverless_wsgi.handle_request(app, event, context))
+        return Client(lambda event, context: lambda_entry.serve(app, event, context))
 
     yield build
     for app in apps:

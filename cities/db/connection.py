@@ -547,15 +547,16 @@ def _reuse(app: Flask, deadline: float) -> psycopg2.extensions.connection | None
 SENT_AHEAD = "cities.sent_ahead"
 
 
-def send_ahead(app: Flask, environ: dict[str, Any], statement: str, params: tuple) -> None:
+def send_ahead(app: Flask, statement: str, params: tuple) -> psycopg2.extensions.connection | None:
     """Send `statement` on the kept connection before Flask runs, without waiting for its answer
-    (cities.http.early_read): the request's first get_db() gets that connection and the view's
-    `execute` of the same statement only waits. Nothing is sent when no healthy connection is
-    kept; one whose send fails is dropped, and the request goes on as if none had been."""
+    (cities.http.early_read), and return that connection: put in the request's environ under
+    SENT_AHEAD, it is what the request's first get_db() gets, and the view's `execute` of the
+    same statement only waits. None when no healthy connection is kept; one whose send fails is
+    dropped, and the request goes on as if none had been."""
     times = _times_from_now(app.config)
     conn = _reuse(app, times[1])
     if conn is None:
-        return
+        return None
     conn.times = times
     cursor = conn.cursor()
     try:  # on an asynchronous connection, execute() only sends
@@ -563,15 +564,14 @@ def send_ahead(app: Flask, environ: dict[str, Any], statement: str, params: tupl
     except psycopg2.Error:
         log.info("kept connection failed while sending a read ahead; it is replaced")
         _discard(conn)
-        return
+        return None
     conn.ahead = (cursor, statement, params)
-    environ[SENT_AHEAD] = conn
+    return conn
 
 
-def drop_unused(environ: dict[str, Any]) -> None:
-    """After the request: a read sent ahead that no view took (an error before it) is dropped
-    with its connection, so nothing pending reaches the next request."""
-    conn = environ.pop(SENT_AHEAD, None)
+def drop_unused(conn: psycopg2.extensions.connection | None) -> None:
+    """A read sent ahead that no view took (an error before it, or not the request's read) is
+    dropped with its connection, so nothing pending reaches the next request."""
     if conn is not None:
         _discard(conn)
 

@@ -15,17 +15,17 @@ from typing import Any
 
 import psycopg2
 import pytest
-import serverless_wsgi
 from flask import Flask, request
 
 from cities import create_app
 from cities.db import connection as db
 from cities.db.connection import close_db, get_db, kept_connection, transaction
 from cities.db.migrate import migrate
+from cities.http import lambda_entry
 from cities.http.errors import ServiceUnavailable
 from cities.ops import config
 from tests.conftest import run_sql
-from tests.support.lambda_events import Client
+from tests.support.lambda_events import Client, http_api_event, rest_api_event
 from tests.support.pg_cluster import Cluster
 
 
@@ -77,8 +77,9 @@ def make_app(reuse_url: str) -> Iterator[Callable[..., Flask]]:
         kept_connection(app).drop()
 
 
-def client_for(app: Flask) -> Client:
-    return Client(lambda event, context: serverless_wsgi.handle_request(app, event, context))
+def client_for(app: Flask, make_event: Callable[..., dict] = http_api_event) -> Client:
+    """Events served as `handler.api` serves them."""
+    return Client(lambda event, context: lambda_entry.serve(app, event, context), make_event)
 
 
 def test_reuse_is_off_by_default() -> None:
@@ -319,7 +320,7 @@ def watch_reads_sent_ahead(app: Flask) -> list[bool | None]:
 def test_an_items_read_is_on_the_wire_before_flask_runs(
     make_app: Callable[..., Flask], reuse_url: str, cluster: Cluster
 ) -> None:
-    """On a kept connection `GET /cities/{id}` is sent by the middleware, so its round trip
+    """On a kept connection `GET /cities/{id}` is sent before Flask runs, so its round trip
     overlaps Flask's set-up; the answer, the ETag and the one message per read are the same."""
     app = make_app()
     seen = watch_reads_sent_ahead(app)
@@ -369,3 +370,78 @@ def test_a_read_sent_ahead_that_no_view_takes_is_dropped_with_its_connection(
     assert client.get(f"/cities/{city['id']}").json == city
     [(new_pid, _)] = wait_for_backends(reuse_url, 1)
     assert new_pid != pid
+
+
+def watch_reads_sent_by_the_entry(app: Flask, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """For each event serverless-wsgi translates: was its read already on the wire?"""
+    ahead = app.extensions[lambda_entry.EARLY_READ]
+    translate = lambda_entry.serverless_wsgi.handle_request
+    seen: list[bool] = []
+
+    def watched(wsgi_app: Any, event: dict, context: Any) -> dict:
+        conn = ahead.sent.get(id(event))
+        seen.append(conn is not None and bool(conn.isexecuting()))
+        return translate(wsgi_app, event, context)
+
+    monkeypatch.setattr(lambda_entry.serverless_wsgi, "handle_request", watched)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "make_event",
+    [http_api_event, lambda *a, **k: http_api_event(*a, stage="dev", **k), rest_api_event],
+    ids=["http-api", "http-api-named-stage", "rest-api"],
+)
+def test_the_lambda_entry_sends_the_read_before_serverless_wsgi_translates_the_event(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch,
+    make_event: Callable[..., dict],
+) -> None:
+    """The entry reads the item's URL off the raw event (its stage, if any, before it), so the
+    round trip also overlaps serverless-wsgi's work; the middleware confirms it is the read of
+    the path the app routes and the view waits for that answer."""
+    app = make_app()
+    in_flask = watch_reads_sent_ahead(app)
+    client = client_for(app, make_event)
+    city = client.post("/cities", {"name": "North Haverbrook", "state": "Illinois"}).json
+    by_entry = watch_reads_sent_by_the_entry(app, monkeypatch)
+    assert client.get(f"/cities/{city['id']}").json == city
+    assert client.get("/cities").status == 200
+    assert by_entry == [True, False]
+    assert in_flask == [None, True, None]
+    assert app.extensions[lambda_entry.EARLY_READ].sent == {}
+
+
+def test_a_read_sent_for_a_path_that_only_looks_like_an_item_is_dropped(
+    make_app: Callable[..., Flask], reuse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`/elsewhere/cities/{id}` ends like an item's URL, so the entry sends its read; the app
+    routes no such path, so the middleware drops that read with its connection: a 404, and the
+    next request is served on a new connection."""
+    app = make_app()
+    client = client_for(app)
+    city = client.post("/cities", {"name": "Brockway", "state": "Illinois"}).json
+    [(pid, _)] = wait_for_backends(reuse_url, 1)
+    by_entry = watch_reads_sent_by_the_entry(app, monkeypatch)
+    assert client.get(f"/elsewhere/cities/{city['id']}").status == 404
+    assert by_entry == [True]
+    assert wait_for_backends(reuse_url, 0) == []
+    assert client.get(f"/cities/{city['id']}").json == city
+    [(new_pid, _)] = wait_for_backends(reuse_url, 1)
+    assert new_pid != pid
+
+
+def test_a_read_sent_for_an_event_serverless_wsgi_refuses_is_dropped(
+    make_app: Callable[..., Flask], reuse_url: str
+) -> None:
+    """A GET whose body is flagged base64 but is not: the read went out before the translation
+    failed; the entry answers 400 and drops that read with its connection."""
+    app = make_app()
+    client = client_for(app)
+    city = client.post("/cities", {"name": "Waverly Hills", "state": "Illinois"}).json
+    wait_for_backends(reuse_url, 1)
+    event = http_api_event("GET", f"/cities/{city['id']}")
+    event.update(body="*not base64*", isBase64Encoded=True)
+    assert lambda_entry.serve(app, event, None)["statusCode"] == 400
+    assert app.extensions[lambda_entry.EARLY_READ].sent == {}
+    assert wait_for_backends(reuse_url, 0) == []
+    assert client.get(f"/cities/{city['id']}").json == city

@@ -182,6 +182,26 @@ def test_a_short_restart_behind_the_pooler_is_ridden_out(
     assert run_sql(pooler.cluster.url(), "SELECT name FROM city") == [("Restart",)]
 
 
+def test_a_read_sent_ahead_that_the_pooler_refuses_is_sent_again_once_served(
+    pooler: PgBouncer, client_for: Callable[..., Any]
+) -> None:
+    """On a kept connection an item's read leaves before Flask runs (cities.http.early_read);
+    refused by the pooler while its server is away, it is the request's first statement like
+    any other: the view runs again on a new connection and answers once the server is back."""
+    api = client_for(DATABASE_URL=pooler.url(), DB_CONNECTION_REUSE=True,
+                     DB_CONNECT_BUDGET=SERVER_LOGIN_RETRY + 30)
+    city = api.post("/cities", {"name": "Ahead", "state": "Refused"}).json  # now kept
+    stop_server(pooler)
+    make_the_pooler_refuse(pooler)
+    refusals = pooler.log_text().count(REFUSED)
+    with ThreadPoolExecutor(1) as pool:
+        read = pool.submit(api.get, f"/cities/{city['id']}")
+        wait_for_log(pooler, REFUSED, refusals + 1)  # the read sent ahead, refused
+        pooler.cluster.start()
+        reply = read.result()
+    assert (reply.status, reply.json) == (200, city)
+
+
 def test_only_the_requests_first_statement_is_tried_again(
     pooler: PgBouncer, client_for: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
