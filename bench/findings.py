@@ -343,13 +343,25 @@ def _latency(lat: dict[str, Any]) -> list[str]:
             f"trips with the classic negotiation and {at_once:g} with the direct one, to the same "
             f"server (psycopg2 alone, counted); the API takes "
             f"{path['app']['round_trips']:g} on that path{faster}. That server still answers "
-            "with a HelloRetryRequest (its `ssl_ecdh_curve` as above); a server that accepts "
-            f"libpq's X25519 share would take {NEW_CONNECTION_ROUND_TRIPS - 1} with direct "
-            "negotiation (one less), the physical floor of a new connection.")
+            "libpq's X25519 key share with a HelloRetryRequest (its `ssl_ecdh_curve` as above)"
+            + _without_retry(negotiated))
     elif "direct_negotiation_skipped" in lat:
         notes.append(f"Direct TLS negotiation was not measured: {lat['direct_negotiation_skipped']}"
                      " (`make trixie-postgres` fetches Debian trixie's PostgreSQL 17).")
     return notes
+
+
+def _without_retry(negotiated: dict[str, float]) -> str:
+    """The counts with the client offering the server's group first, where they were taken."""
+    classic = negotiated.get("postgres_server_group_first")
+    if classic is None:
+        return "."
+    return (f"; with the client offering that group first (OPENSSL_CONF, bench/latency.py: what "
+            "a server taking X25519, such as Neon's proxy, needs no setting for), the same "
+            f"connection takes {classic:g} round trips with the classic negotiation and "
+            f"{negotiated['direct_server_group_first']:g} with the direct one: the protocol's "
+            f"{NEW_CONNECTION_ROUND_TRIPS} and {NEW_CONNECTION_ROUND_TRIPS - 1}, the physical "
+            "floor of a new connection.")
 
 
 def findings(results: dict[str, Any]) -> list[str]:

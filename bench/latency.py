@@ -16,7 +16,9 @@ and 20 ms, beside psycopg2 alone doing the same work (the same URL, one statemen
   names one elliptic curve, and X25519 (libpq's first key share, which would spare the
   HelloRetryRequest) is refused at start ("ECDH: could not create key"), so the path differs
   from the direct one by the negotiation alone. Its round trips with the classic negotiation
-  are counted too (psycopg2 alone, a few connects), on the same server;
+  are counted too (psycopg2 alone, a few connects), on the same server, and both again with the
+  client offering that group first (SERVER_GROUP_FIRST): no HelloRetryRequest, as against a
+  server that takes X25519;
 - a kept connection (`DB_CONNECTION_REUSE=1`), direct and through PgBouncer: the query alone.
 
 On a kept connection a third contender, a one-route Flask app behind serverless-wsgi doing the
@@ -174,26 +176,50 @@ def _url(port: int, password: str, ca_file: Path, options: str) -> str:
             f"?sslmode=verify-full&sslrootcert={ca_file}{options}")
 
 
+# An OpenSSL configuration (OPENSSL_CONF) whose clients offer a P-256 key share first: the one
+# group PostgreSQL before 18 takes, so its ClientHello needs no HelloRetryRequest.
+SERVER_GROUP_FIRST = """openssl_conf = openssl_init
+[openssl_init]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = groups
+[groups]
+Groups = P-256:X25519
+"""
+
+
 def _negotiation_round_trips(server: tuple[int, str], proxy: DelayProxy, ca_file: Path,
-                             connects: int = 5) -> dict[str, float]:
+                             connects: int = 10) -> dict[str, float]:
     """Round trips per new connection and query to one server, classic vs direct negotiation
-    (psycopg2 alone, at 1 ms RTT: a count, not a time)."""
+    (psycopg2 alone, at 1 ms RTT: a count, not a time), each in a process of its own: with
+    libpq's key shares as bundled (X25519 first, which that server answers with a
+    HelloRetryRequest), and `_server_group_first` (SERVER_GROUP_FIRST: no retry, as against a
+    server that takes X25519, Neon's proxy)."""
+    config = ca_file.parent / "server-group-first.cnf"
+    config.write_text(SERVER_GROUP_FIRST)
+    out = {}
+    for suffix, extra in (("", {}), ("_server_group_first", {"OPENSSL_CONF": str(config)})):
+        for negotiation in ("postgres", "direct"):
+            port = proxy.listen(server[0], 1)
+            url = _url(port, server[1], ca_file,
+                       f"&channel_binding=require&sslnegotiation={negotiation}")
+            subprocess.run([sys.executable, "-m", "bench.latency", "--connects", url,
+                            str(connects)], cwd=ROOT, env={**os.environ, **extra}, check=True)
+            out[negotiation + suffix] = round(proxy.counts()[port]["round_trips"] / connects, 2)
+    return out
+
+
+def _connects(url: str, connects: int) -> None:
+    """The subject of _negotiation_round_trips: `connects` new connections, one query each."""
     import psycopg2
 
-    out = {}
-    for negotiation in ("postgres", "direct"):
-        port = proxy.listen(server[0], 1)
-        url = _url(port, server[1], ca_file,
-                   f"&channel_binding=require&sslnegotiation={negotiation}")
-        for _ in range(connects):
-            conn = psycopg2.connect(url, application_name="floor")
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute("SELECT 1")
-                cur.fetchone()
-            conn.close()
-        out[negotiation] = round(proxy.counts()[port]["round_trips"] / connects, 2)
-    return out
+    for _ in range(connects):
+        conn = psycopg2.connect(url, application_name="floor")
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            cur.fetchone()
+        conn.close()
 
 
 def _measure(runs: int, interleaved: Callable[..., dict], servers: dict[str, tuple[int, str]],
@@ -364,3 +390,5 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--gets"]:
         sys.path.insert(0, str(ROOT))
         _gets(sys.argv[2], int(sys.argv[3]))
+    elif sys.argv[1:2] == ["--connects"]:
+        _connects(sys.argv[2], int(sys.argv[3]))
