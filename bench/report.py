@@ -284,7 +284,8 @@ def _latency(lat: dict[str, Any]) -> list[str]:
                          f"{_ms(raw)} ({_iqr(raw)})", raw["round_trips"],
                          f"{row['floor_ms']:.2f} ms", f"{row['ratio']}x",
                          f"{row['framework_ratio']}x" if "framework_ratio" in row else "-"])
-    return ["`GET /cities/{id}` through serverless-wsgi (the API) and psycopg2 alone doing the "
+    return ["`GET /cities/{id}` served as `handler.api` serves it (the API: its Lambda entry, "
+            "serverless-wsgi, Flask) and psycopg2 alone doing the "
             "same work, through the delay proxy; RTT nominal (as delivered, ms). On a kept "
             "connection the last column is a one-route Flask app behind serverless-wsgi doing "
             "the same SELECT, in the same rounds: what the framework alone takes:", "",
