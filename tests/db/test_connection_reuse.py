@@ -25,7 +25,13 @@ from cities.http import lambda_entry
 from cities.http.errors import ServiceUnavailable
 from cities.ops import config
 from tests.conftest import run_sql
-from tests.support.lambda_events import Client, http_api_event, rest_api_event
+from tests.support.lambda_events import (
+    Client,
+    alb_event,
+    function_url_event,
+    http_api_event,
+    rest_api_event,
+)
 from tests.support.pg_cluster import Cluster
 
 
@@ -389,8 +395,9 @@ def watch_reads_sent_by_the_entry(app: Flask, monkeypatch: pytest.MonkeyPatch) -
 
 @pytest.mark.parametrize(
     "make_event",
-    [http_api_event, lambda *a, **k: http_api_event(*a, stage="dev", **k), rest_api_event],
-    ids=["http-api", "http-api-named-stage", "rest-api"],
+    [http_api_event, lambda *a, **k: http_api_event(*a, stage="dev", **k), rest_api_event,
+     function_url_event, alb_event],
+    ids=["http-api", "http-api-named-stage", "rest-api", "function-url", "alb"],
 )
 def test_the_lambda_entry_sends_the_read_before_serverless_wsgi_translates_the_event(
     make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch,
