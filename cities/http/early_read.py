@@ -61,7 +61,7 @@ class SendReadsAhead:
         item_id = canonical_id(raw) if select else None
         return None if item_id is None else (select, (item_id,))
 
-    def send_for_event(self, event: dict[str, Any]) -> None:
+    def send_for_event(self, event: Any) -> None:
         """From the Lambda entry, before serverless-wsgi: send the read an event's path names.
 
         The path is the client's (a stage or base path may precede `/<plural>/<id>`); the
@@ -74,7 +74,7 @@ class SendReadsAhead:
         if conn is not None:
             self.sent[id(event)] = conn
 
-    def forget(self, event: dict[str, Any]) -> None:
+    def forget(self, event: Any) -> None:
         """From the Lambda entry, after the request: a read sent for `event` that the middleware
         never took (serverless-wsgi refused the event) is dropped with its connection."""
         drop_unused(self.sent.pop(id(event), None))
@@ -102,10 +102,14 @@ def install(app: Flask) -> None:
     app.wsgi_app = ahead  # type: ignore[method-assign]
 
 
-def event_method_and_path(event: dict[str, Any]) -> tuple[Any, Any]:
+def event_method_and_path(event: Any) -> tuple[Any, Any]:
     """(method, path) of an HTTP API or Function URL event (payload 2.0), or of a REST API or
-    ALB one (1.0); None where the event has none (serverless-wsgi then decides what it is)."""
+    ALB one (1.0); None where the event has none, or is no event at all (serverless-wsgi then
+    decides what it is)."""
+    if not isinstance(event, dict):
+        return None, None
     if event.get("version") == "2.0":
-        http = (event.get("requestContext") or {}).get("http") or {}
-        return http.get("method"), event.get("rawPath")
+        context = event.get("requestContext")
+        http = context.get("http") if isinstance(context, dict) else None
+        return (http.get("method") if isinstance(http, dict) else None), event.get("rawPath")
     return event.get("httpMethod"), event.get("path")

@@ -18,9 +18,9 @@ def serve(app: Flask, event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Serve one HTTP event. The app answers every request itself; an exception here means
     serverless-wsgi could not translate the event (say, a body flagged base64 that is not)."""
     ahead = app.extensions.get(EARLY_READ)
-    if ahead is not None:
-        ahead.send_for_event(event)
     try:
+        if ahead is not None:
+            ahead.send_for_event(event)
         return serverless_wsgi.handle_request(app, event, context)
     except Exception as exc:
         logging.getLogger("cities").warning("untranslatable event: %s", type(exc).__name__)

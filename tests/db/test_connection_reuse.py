@@ -8,6 +8,7 @@ transaction from one request to the next.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -452,3 +453,20 @@ def test_a_read_sent_for_an_event_serverless_wsgi_refuses_is_dropped(
     assert app.extensions[lambda_entry.EARLY_READ].sent == {}
     assert wait_for_backends(reuse_url, 0) == []
     assert client.get(f"/cities/{city['id']}").json == city
+
+
+@pytest.mark.parametrize("event", [
+    ["GET", "/cities/1"],
+    {"version": "2.0", "rawPath": "/cities/1", "requestContext": "GET"},
+    {"version": "2.0", "rawPath": ["/cities/1"], "requestContext": {"http": {"method": "GET"}}},
+    {"httpMethod": {"GET": 1}, "path": "/cities/1"},
+], ids=["a-list", "context-not-an-object", "path-not-a-string", "method-not-a-string"])
+def test_malformed_events_are_answered_as_json_with_reads_sent_ahead_on(
+    make_app: Callable[..., Flask], event: Any
+) -> None:
+    """What the entry reads off an event before serverless-wsgi cannot make it fail otherwise."""
+    app = make_app()
+    reply = lambda_entry.serve(app, event, None)
+    assert reply["statusCode"] in (400, 404, 405), reply
+    assert "error" in json.loads(reply["body"])
+    assert app.extensions[lambda_entry.EARLY_READ].sent == {}
