@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
     if os.environ.get("WERKZEUG_RUN_MAIN") == "true":  # the reloader's child: the parent did
+        # The parent stops it with one SIGINT, which a run started in the background (SIGINT
+        # ignored, inherited) would otherwise never see.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         _serve(args, os.environ["DATABASE_URL"])  # the database and the migrations
         return
     if args.command == "serve":
@@ -221,6 +224,10 @@ def _run_child(env: dict[str, str]) -> int:
         return child.wait()
     finally:
         if child.poll() is None:  # SIGTERM or Ctrl-C reached this process
+            # A second signal must not cut this wait short (make sends its children a SIGTERM
+            # of its own): this process would exit, the database with it, and leave the child.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             child.send_signal(signal.SIGINT)
             try:
                 child.wait(timeout=30)

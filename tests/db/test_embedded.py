@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -116,12 +116,19 @@ def default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def serve(cwd: Path, *args: str) -> tuple[subprocess.Popen, str]:
+def ignored_sigint() -> None:
+    """SIGINT ignored, as in every command a non-interactive shell starts in the background."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def serve(
+    cwd: Path, *args: str, sigint: Callable[[], None] = default_sigint
+) -> tuple[subprocess.Popen, str]:
     """`python -m cities serve` in `cwd` on a free port, once it answers; (process, base URL)."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "cities", "serve", "--port", str(port), *args],
                             cwd=cwd, env=cli_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, preexec_fn=default_sigint)
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=sigint)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -161,6 +168,22 @@ def test_however_a_run_ends_no_server_outlives_it_and_the_next_run_starts(tmp_pa
         assert reply.status == 200
     stop(proc, signal.SIGINT)
     assert gone(data), "the killed run's stale handle kept postgres running"
+
+
+def test_a_reloading_run_in_the_background_stopped_as_make_stops_it_leaves_nothing(
+    tmp_path, data
+):
+    """`make run` serves through a child (--reload). Started in the background, SIGINT is
+    ignored; stopped, make passes its SIGTERM on and sends one more of its own. The child stops
+    all the same, before the database does, and the port is free again."""
+    proc, base = serve(tmp_path, "--reload", sigint=ignored_sigint)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)  # make's own SIGTERM follows the one it passed on
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert gone(data), "postgres outlived the run"
+    with pytest.raises(OSError):  # no child left serving on the shared socket
+        urllib.request.urlopen(f"{base}/health", timeout=2).close()
 
 
 def answer(url: str) -> tuple[int, dict]:
