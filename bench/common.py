@@ -48,8 +48,13 @@ def interleaved(
 
 
 def target(value: float, limit: float, *, below: bool = False) -> dict[str, Any]:
+    """A measured value against its limit, rounded to three decimals, or to as many more as it
+    takes to show which side of the limit it is on (1.1001 is no 1.1 "MISSED")."""
     met = value < limit if below else value <= limit
-    return {"value": round(value, 3), "limit": limit, "met": met}
+    digits = 3
+    while digits < 6 and value != limit and round(value, digits) == limit:
+        digits += 1
+    return {"value": round(value, digits), "limit": limit, "met": met}
 
 
 def expect(reply: dict[str, Any], status: int) -> None:
