@@ -226,13 +226,12 @@ def resources_client(database_url: str, sql: Any) -> Client:
     """Talks to an app serving city and the test-only region and district, through HTTP API
     events."""
     from cities import create_app
-    from cities.http import lambda_entry
     from cities.resources.city import CITY
     from tests.support.resources.district import DISTRICT
     from tests.support.resources.region import REGION
 
     app = create_app({"DATABASE_URL": database_url, "RESOURCES": (CITY, REGION, DISTRICT)})
-    client = Client(lambda event, context: lambda_entry.serve(app, event, context))
+    client = Client.serving(app)
     client.app = app
     return client
 
@@ -243,14 +242,13 @@ def client_for(database_url: str, sql: Any) -> Iterator[Any]:
     an app kept (DB_CONNECTION_REUSE) is closed after the test."""
     from cities import create_app
     from cities.db.connection import kept_connection
-    from cities.http import lambda_entry
 
     apps: list[Any] = []
 
     def build(**config: Any) -> Client:
         app = create_app({"DATABASE_URL": database_url, **config})
         apps.append(app)
-        return Client(lambda event, context: lambda_entry.serve(app, event, context))
+        return Client.serving(app)
 
     yield build
     for app in apps:

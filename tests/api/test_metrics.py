@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 from cities import create_app
-from cities.http import lambda_entry
 from tests.support.lambda_events import Client
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,7 +54,7 @@ def emf_records(stdout: str) -> list[dict]:
 
 def metrics_client(database_url: str | None, **config) -> Client:
     app = create_app({"DATABASE_URL": database_url, "METRICS": True, **config})
-    return Client(lambda event, context: lambda_entry.serve(app, event, context))
+    return Client.serving(app)
 
 
 def test_each_request_prints_one_emf_record(database_url, sql, capsys, caplog):

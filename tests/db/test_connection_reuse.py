@@ -86,7 +86,7 @@ def make_app(reuse_url: str) -> Iterator[Callable[..., Flask]]:
 
 def client_for(app: Flask, make_event: Callable[..., dict] = http_api_event) -> Client:
     """Events served as `handler.api` serves them."""
-    return Client(lambda event, context: lambda_entry.serve(app, event, context), make_event)
+    return Client.serving(app, make_event)
 
 
 def test_reuse_is_off_by_default() -> None:

@@ -20,7 +20,6 @@ from cities import create_app
 from cities.db import store
 from cities.db.connection import kept_connection
 from cities.db.migrate import migrate
-from cities.http import lambda_entry
 from cities.ops.config import MAX_CONNECT_BUDGET
 from tests.conftest import run_sql
 from tests.support.lambda_events import Client
@@ -55,7 +54,7 @@ _apps: list[Any] = []
 def client(url: str, **settings: Any) -> Client:
     app = create_app({"DATABASE_URL": url, **settings})
     _apps.append(app)
-    return Client(lambda event, context: lambda_entry.serve(app, event, context))
+    return Client.serving(app)
 
 
 def server_sessions(pooler: PgBouncer) -> int:

@@ -190,7 +190,6 @@ def test_a_timed_out_invoke_resets_the_runtime_and_the_next_one_is_served(
     assert len(re.findall(r"INIT START", logs)) == 2, logs
 
 
-
 def test_a_warm_container_with_reuse_reads_items_on_its_kept_connection(start, databases) -> None:
     """DB_CONNECTION_REUSE under Lambda's runtime: invokes of one warm container share its kept
     connection, the item GETs served on it through the read-ahead middleware that reuse installs

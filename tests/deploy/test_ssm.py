@@ -20,7 +20,6 @@ import pytest
 from moto import mock_aws
 
 from cities import create_app
-from cities.http import lambda_entry
 from cities.ops import config, ssm
 from tests.support.lambda_events import Client
 
@@ -92,7 +91,7 @@ def app_from_env(env: dict[str, str]) -> Any:
 
 
 def client_for(app: Any) -> Client:
-    return Client(lambda event, context: lambda_entry.serve(app, event, context))
+    return Client.serving(app)
 
 
 def test_secure_strings_are_decrypted_and_read_once_per_container(

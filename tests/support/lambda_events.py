@@ -7,6 +7,7 @@ The shapes follow AWS's documented examples: API Gateway HTTP API (payload 2.0),
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -228,6 +229,13 @@ class Client:
     ) -> None:
         self.handler = handler
         self.make_event = make_event
+
+    @classmethod
+    def serving(cls, app: Any, make_event: Callable[..., dict] = http_api_event) -> Client:
+        """A client of `app`, its events served as `handler.api` serves them."""
+        from cities.http import lambda_entry
+
+        return cls(functools.partial(lambda_entry.serve, app), make_event)
 
     def request(self, method: str, target: str, body: Any = None, **kwargs: Any) -> Reply:
         return to_reply(self.handler(self.make_event(method, target, body, **kwargs), None))
