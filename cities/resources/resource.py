@@ -241,7 +241,7 @@ class Resource:
         # What a SELECT or RETURNING of rows of the table names; `column_list`, the same columns
         # of a subquery's rows (already formatted).
         self.columns = ", ".join(
-            (ID, *(f.name for f in fields), *map(RFC3339_UTC.format, TIMESTAMPS)))
+            RFC3339_UTC.format(name) if name in TIMESTAMPS else name for name in self.column_names)
         self.column_list = ", ".join(self.column_names)
         self.select_by_id = f"SELECT {self.columns} FROM {self.table} WHERE id = %s"
         # sort parameter ("name", "-name") -> its Order; ties break by id
