@@ -68,3 +68,22 @@ def cold_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "PYTHON"))}
     env.update(DATABASE_URL=DUMMY_URL, LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT))
     return env
+
+
+def one_route_app(name: str, read_row: Callable[[int], Any]) -> Callable[[dict], dict]:
+    """`GET /cities/{id}` by one Flask route behind serverless-wsgi, nothing of the project's but
+    the row as the API's JSON: what the framework alone costs. `read_row(id)` does the SELECT
+    (on a new connection or a kept one); the result serves a Lambda event."""
+    import serverless_wsgi
+    from flask import Flask, jsonify
+
+    from cities.db.store import as_json
+    from cities.resources.city import CITY
+
+    app = Flask(name)
+
+    @app.get("/cities/<int:city_id>")
+    def get_city(city_id: int) -> Any:
+        return jsonify(as_json(CITY, read_row(city_id)))
+
+    return lambda event: serverless_wsgi.handle_request(app, event, None)

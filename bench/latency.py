@@ -211,15 +211,8 @@ def _negotiation_round_trips(server: tuple[int, str], proxy: DelayProxy, ca_file
 
 def _connects(url: str, connects: int) -> None:
     """The subject of _negotiation_round_trips: `connects` new connections, one query each."""
-    import psycopg2
-
     for _ in range(connects):
-        conn = psycopg2.connect(url, application_name="floor")
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("SELECT 1")
-            cur.fetchone()
-        conn.close()
+        _query_once(url, "SELECT 1")
 
 
 def _measure(runs: int, interleaved: Callable[..., dict], servers: dict[str, tuple[int, str]],
@@ -285,41 +278,46 @@ def _one(url: str, mode: str, kind: str, ids: list[int], kept: list[Any]) -> Cal
         return kept_get
 
     def new_get(r: int) -> None:
-        conn = psycopg2.connect(url, application_name="floor")
-        conn.autocommit = True  # one statement, one round trip: no BEGIN first
-        with conn.cursor() as cur:
-            cur.execute(CITY.select_by_id, (ids[r],))
-            cur.fetchone()
-        conn.close()
+        _query_once(url, CITY.select_by_id, (ids[r],))
     return new_get
 
 
-def _framework_get(url: str, ids: list[int], kept: list[Any]) -> Callable[[int], None]:
-    """`GET /cities/{id}` by one Flask route behind serverless-wsgi, on a kept connection: the
-    SELECT, the row as the API's JSON, nothing else of the project's."""
+def _query_once(url: str, statement: str, params: tuple = ()) -> None:
+    """A new connection, one statement and its row, closed: psycopg2 alone, in autocommit (one
+    statement, one round trip: no BEGIN first)."""
     import psycopg2
-    import serverless_wsgi
-    from flask import Flask, jsonify
 
-    from cities.db.store import as_json
+    conn = psycopg2.connect(url, application_name="floor")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(statement, params)
+        cur.fetchone()
+    conn.close()
+
+
+def _framework_get(url: str, ids: list[int], kept: list[Any]) -> Callable[[int], None]:
+    """`GET /cities/{id}` by one Flask route behind serverless-wsgi (bench.common.one_route_app)
+    on a kept connection: the SELECT, the row as the API's JSON, nothing else of the project's."""
+    import psycopg2
+
+    from bench.common import one_route_app
     from cities.resources.city import CITY
     from tests.support.lambda_events import http_api_event
 
     conn = psycopg2.connect(url, application_name="framework")
     conn.autocommit = True
     kept.append(conn)
-    app = Flask(f"framework-{len(kept)}")
 
-    @app.get("/cities/<int:city_id>")
-    def get_city(city_id: int) -> Any:
+    def read_kept(city_id: int) -> Any:
         with conn.cursor() as cur:
             cur.execute(CITY.select_by_id, (city_id,))
-            return jsonify(as_json(CITY, cur.fetchone()))
+            return cur.fetchone()
 
+    app = one_route_app(f"framework-{len(kept)}", read_kept)
     events = [http_api_event("GET", f"/cities/{i}") for i in ids]
 
     def framework_get(r: int) -> None:
-        if serverless_wsgi.handle_request(app, events[r], None)["statusCode"] != 200:
+        if app(events[r])["statusCode"] != 200:
             raise RuntimeError("the one-route app's GET failed")
     return framework_get
 

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import expect, interleaved, log, target
+from bench.common import expect, interleaved, log, one_route_app, target
 
 SEED_ROWS = 1000
 
@@ -34,7 +34,6 @@ def seed(url: str) -> None:
 def bench_request(url: str, rounds: int) -> dict[str, Any]:
     """Every request kind of ours, the peer's and the floors', `rounds` interleaved rounds."""
     import psycopg2
-    import serverless_wsgi
 
     from cities.resources.city import CITY
 
@@ -98,25 +97,19 @@ def bench_request(url: str, rounds: int) -> dict[str, Any]:
 
     # The framework's own share: a one-route Flask app behind serverless-wsgi doing the floor's
     # work (connect, the SELECT, close) and answering JSON, with nothing of the project's.
-    from flask import Flask, jsonify
-
-    one_route = Flask("one_route")
-
-    @one_route.get("/cities/<int:city_id>")
-    def one_route_get(city_id: int) -> Any:
+    def read_connecting(city_id: int) -> Any:
         c = psycopg2.connect(url, connect_timeout=5, application_name="one-route")
         with c.cursor() as cur:
             cur.execute(SELECT_BY_ID, (city_id,))
             row = cur.fetchone()
         c.close()
-        keys = ("id", "name", "state", "created_at", "updated_at")
-        return jsonify({k: v.isoformat() if hasattr(v, "isoformat") else v
-                        for k, v in zip(keys, row, strict=True)})
+        return row
 
+    one_route = one_route_app("one_route", read_connecting)
     one_route_events = events["GET cities"]
 
     def one_route_call(r: int) -> None:
-        expect(serverless_wsgi.handle_request(one_route, one_route_events[r], None), 200)
+        expect(one_route(one_route_events[r]), 200)
 
     warm = psycopg2.connect(url, application_name="floor-warm")
 
